@@ -1,0 +1,17 @@
+"""xvert_gpu: GPU-accelerated XVertNet preprocessing and spine contrast enhancement.
+
+Public API (SPEC section 2):
+
+- :func:`wls_weights`, :func:`wls_smooth`: the WLS edge-preserving filter;
+- :func:`preprocess`: Eqs. 1-6, giving the preprocessed image and its high-frequency part;
+- :func:`to_torch`, :func:`to_cupy`: zero-copy hand-off for embedding users.
+"""
+
+from .arrays import to_cupy, to_torch
+from .preprocess import Preprocessed, preprocess
+from .wls import SolveInfo, wls_smooth, wls_weights
+
+__version__ = "0.1.0"
+
+__all__ = ["wls_weights", "wls_smooth", "preprocess", "Preprocessed", "SolveInfo",
+           "to_torch", "to_cupy", "__version__"]

@@ -1,0 +1,1 @@
+"""Numba CPU backend: weights, the matrix-free operator, the multigrid preconditioner."""

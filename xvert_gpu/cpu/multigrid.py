@@ -1,0 +1,121 @@
+"""Black-box multigrid V-cycle, the preconditioner of the CPU WLS solve.
+
+Operator-dependent interpolation and Galerkin coarse operators (Dendy 1982)
+keep every coarse level a 9-point grid operator, and alternating zebra line
+Gauss-Seidel smoothing solves the long thin iso-intensity bands of a
+quantised radiograph exactly, which is what point smoothers and
+aggregation miss (see ``benchmarks/preconditioners.md``). The cycle is
+symmetric (the post-smoother is the adjoint of the pre-smoother), so it is a
+valid preconditioner for conjugate gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stencil, transfer
+
+COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
+
+
+@dataclass
+class Level:
+    mass: np.ndarray
+    cn: np.ndarray
+    cw: np.ndarray
+    cnw: np.ndarray
+    cne: np.ndarray
+    nine: bool
+    pw: np.ndarray | None = None  # interpolation from the next coarser level
+    work: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.rows = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
+        self.cols = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
+        stencil.line_factors(*self.op, *self.rows, *self.cols)
+
+    def relax(self, f: np.ndarray, u: np.ndarray, step: tuple[bool, int]) -> None:
+        """One zebra half-sweep: rows (``step[0]``) or columns of one parity."""
+        along_rows, parity = step
+        kernel, factors = (stencil.relax_rows, self.rows) if along_rows else (stencil.relax_cols, self.cols)
+        kernel(f, u, self.cn, self.cw, self.cnw, self.cne, self.nine, *factors, parity)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mass.shape
+
+    @property
+    def op(self) -> tuple:
+        return self.mass, self.cn, self.cw, self.cnw, self.cne, self.nine
+
+    def buffer(self, name: str, dtype=np.float64) -> np.ndarray:
+        buf = self.work.get(name)
+        if buf is None:
+            buf = self.work[name] = np.empty(self.shape, dtype)
+        return buf
+
+
+class Hierarchy:
+    """Multigrid hierarchy of one grid operator; ``apply(r, z)`` is one V(1,1)-cycle.
+
+    Parameters
+    ----------
+    fine : Level
+        The finest operator.
+    """
+
+    def __init__(self, fine: Level):
+        self.levels = [fine]
+        level = fine
+        while level.mass.size > COARSEST:
+            H, W = level.shape
+            Hc, Wc = transfer.coarse_shape(H, W)
+            if (Hc, Wc) == (H, W):
+                break
+            level.pw = np.empty((4, H, W), np.float32)
+            transfer.interpolation_weights(*level.op, level.pw)
+            arrays = [np.empty((Hc, Wc), np.float32) for _ in range(5)]
+            transfer.galerkin(*level.op, level.pw, *arrays)
+            level = Level(*arrays, nine=True)
+            self.levels.append(level)
+        self._coarse_inv = np.linalg.inv(transfer.dense_matrix(*level.op))
+
+    def apply(self, r: np.ndarray, z: np.ndarray) -> None:
+        """z = B r, with B the symmetric V-cycle approximation of A^-1."""
+        self._cycle(0, r, z)
+
+    def _cycle(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
+        level = self.levels[k]
+        if level.pw is None:
+            u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
+            return
+        op = level.op
+        u[...] = 0.0
+        for step in _PRE:
+            level.relax(f, u, step)
+        # the finest residual only feeds the restriction: float32 halves its memory
+        res = level.buffer("res", np.float32 if k == 0 else np.float64)
+        stencil.residual(f, u, *op, res)
+        coarse = self.levels[k + 1]
+        fc = coarse.buffer("f")
+        uc = coarse.buffer("u")
+        transfer.restrict(res, level.pw, fc)
+        self._cycle(k + 1, fc, uc)
+        transfer.prolong_add(uc, level.pw, u)
+        for step in reversed(_PRE):
+            level.relax(f, u, step)
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for lv in self.levels:
+            for a in (lv.mass, lv.cn, lv.cw, lv.cnw, lv.cne, lv.pw, *lv.rows, *lv.cols,
+                      *lv.work.values()):
+                if a is not None:
+                    total += a.nbytes
+        return total + self._coarse_inv.nbytes
+
+
+_PRE = ((True, 0), (True, 1), (False, 0), (False, 1))  # x-lines, then y-lines; reversed after

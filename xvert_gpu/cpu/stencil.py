@@ -1,0 +1,222 @@
+"""Symmetric 9-point grid operators in the form ``A u = m u + sum_j c_ij (u_i - u_j)``.
+
+Every level of the multigrid hierarchy stores the same five arrays of shape
+(H, W): ``mass`` (the row sum of A) and the couplings to the north ``cn``
+(y-1, x), west ``cw`` (y, x-1), north-west ``cnw`` and north-east ``cne``.
+Couplings are positive (the off-diagonal matrix entries are ``-c``); the
+south, east and the two southern diagonals follow by symmetry. The finest
+level is 5-point (``nine=False``) and its diagonal arrays are never read.
+
+Applying the operator in difference form keeps the small mass term accurate
+next to couplings 1e4 times larger, which a ``diag * u - sum c u_j`` form
+would cancel away in float32.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_NJ = dict(cache=True, nogil=True, fastmath=False)
+
+
+@nb.njit(inline="always", **_NJ)
+def neighbours(cn, cw, cnw, cne, nine, y, x, H, W):
+    """Couplings (n, s, w, e, nw, ne, sw, se) of pixel (y, x); zero across the border."""
+    n = cn[y, x] if y > 0 else 0.0
+    s = cn[y + 1, x] if y + 1 < H else 0.0
+    w = cw[y, x] if x > 0 else 0.0
+    e = cw[y, x + 1] if x + 1 < W else 0.0
+    nw = ne = sw = se = 0.0
+    if nine:
+        if y > 0 and x > 0:
+            nw = cnw[y, x]
+        if y > 0 and x + 1 < W:
+            ne = cne[y, x]
+        if y + 1 < H and x > 0:
+            sw = cne[y + 1, x - 1]
+        if y + 1 < H and x + 1 < W:
+            se = cnw[y + 1, x + 1]
+    return (np.float64(n), np.float64(s), np.float64(w), np.float64(e),
+            np.float64(nw), np.float64(ne), np.float64(sw), np.float64(se))
+
+
+@nb.njit(inline="always", **_NJ)
+def _off_rows(u, cn, cw, cnw, cne, nine, y, x, H, W, c):
+    """sum_j c_ij u_j over the six couplings outside row y (x-line relaxation)."""
+    n, s, w, e, nw, ne, sw, se = c
+    acc = 0.0
+    if y > 0:
+        acc += n * u[y - 1, x]
+        if nine:
+            if x > 0:
+                acc += nw * u[y - 1, x - 1]
+            if x + 1 < W:
+                acc += ne * u[y - 1, x + 1]
+    if y + 1 < H:
+        acc += s * u[y + 1, x]
+        if nine:
+            if x > 0:
+                acc += sw * u[y + 1, x - 1]
+            if x + 1 < W:
+                acc += se * u[y + 1, x + 1]
+    return acc
+
+
+@nb.njit(parallel=True, **_NJ)
+def residual(f, u, mass, cn, cw, cnw, cne, nine, out):
+    """out = f - A u."""
+    H, W = u.shape
+    for y in nb.prange(H):
+        for x in range(W):
+            c = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+            n, s, w, e, nw, ne, sw, se = c
+            ui = np.float64(u[y, x])
+            acc = mass[y, x] * ui
+            if y > 0:
+                acc += n * (ui - u[y - 1, x])
+            if y + 1 < H:
+                acc += s * (ui - u[y + 1, x])
+            if x > 0:
+                acc += w * (ui - u[y, x - 1])
+            if x + 1 < W:
+                acc += e * (ui - u[y, x + 1])
+            if nine:
+                if y > 0 and x > 0:
+                    acc += nw * (ui - u[y - 1, x - 1])
+                if y > 0 and x + 1 < W:
+                    acc += ne * (ui - u[y - 1, x + 1])
+                if y + 1 < H and x > 0:
+                    acc += sw * (ui - u[y + 1, x - 1])
+                if y + 1 < H and x + 1 < W:
+                    acc += se * (ui - u[y + 1, x + 1])
+            out[y, x] = f[y, x] - acc
+
+
+@nb.njit(parallel=True, **_NJ)
+def apply_dot(u, mass, cn, cw, cnw, cne, nine, out):
+    """out = A u; returns u . A u accumulated in float64 (one pass for PCG)."""
+    H, W = u.shape
+    rows = np.zeros(H)
+    for y in nb.prange(H):
+        part = 0.0
+        for x in range(W):
+            n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+            ui = np.float64(u[y, x])
+            acc = mass[y, x] * ui
+            if y > 0:
+                acc += n * (ui - u[y - 1, x])
+            if y + 1 < H:
+                acc += s * (ui - u[y + 1, x])
+            if x > 0:
+                acc += w * (ui - u[y, x - 1])
+            if x + 1 < W:
+                acc += e * (ui - u[y, x + 1])
+            if nine:
+                if y > 0 and x > 0:
+                    acc += nw * (ui - u[y - 1, x - 1])
+                if y > 0 and x + 1 < W:
+                    acc += ne * (ui - u[y - 1, x + 1])
+                if y + 1 < H and x > 0:
+                    acc += sw * (ui - u[y + 1, x - 1])
+                if y + 1 < H and x + 1 < W:
+                    acc += se * (ui - u[y + 1, x + 1])
+            out[y, x] = acc
+            part += ui * acc
+        rows[y] = part
+    return rows.sum()
+
+
+@nb.njit(parallel=True, **_NJ)
+def line_factors(mass, cn, cw, cnw, cne, nine, rcp, rinv, ccp, cinv):
+    """Thomas-algorithm factors of every row and column block of A (operator only, set up once).
+
+    Row y: ``inv = 1 / (diag - w * cp[x-1])`` and ``cp = e * inv``; columns likewise with n, s.
+    """
+    H, W = mass.shape
+    for y in nb.prange(H):
+        prev = 0.0
+        for x in range(W):
+            n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+            diag = mass[y, x] + n + s + w + e + nw + ne + sw + se
+            inv = 1.0 / (diag - w * prev)
+            prev = e * inv
+            rinv[y, x] = inv
+            rcp[y, x] = prev
+    nblocks = min(W, 8)
+    per = (W + nblocks - 1) // nblocks
+    for b in nb.prange(nblocks):  # columns depend on the row above: sweep down in blocks
+        for y in range(H):
+            for x in range(b * per, min(W, (b + 1) * per)):
+                n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+                diag = mass[y, x] + n + s + w + e + nw + ne + sw + se
+                prev = ccp[y - 1, x] if y > 0 else 0.0
+                inv = 1.0 / (diag - n * prev)
+                cinv[y, x] = inv
+                ccp[y, x] = s * inv
+
+
+@nb.njit(parallel=True, **_NJ)
+def relax_rows(f, u, cn, cw, cnw, cne, nine, rcp, rinv, parity):
+    """Exact solve along every row y with y % 2 == parity (zebra line Gauss-Seidel)."""
+    H, W = u.shape
+    nrows = (H - parity + 1) // 2
+    for k in nb.prange(nrows):
+        y = parity + 2 * k
+        dp = np.empty(W)
+        prev = 0.0
+        for x in range(W):
+            c = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+            rhs = f[y, x] + _off_rows(u, cn, cw, cnw, cne, nine, y, x, H, W, c)
+            prev = (rhs + c[2] * prev) * rinv[y, x]
+            dp[x] = prev
+        val = prev
+        u[y, W - 1] = val
+        for x in range(W - 2, -1, -1):
+            val = dp[x] + rcp[y, x] * val
+            u[y, x] = val
+
+
+@nb.njit(parallel=True, **_NJ)
+def relax_cols(f, u, cn, cw, cnw, cne, nine, ccp, cinv, parity):
+    """Exact solve along every column x with x % 2 == parity.
+
+    Columns are swept together in a few wide blocks, row by row, so that memory
+    is read in long row-major runs.
+    """
+    H, W = u.shape
+    ncols = (W - parity + 1) // 2
+    per = max(64, (ncols + 3) // 4)
+    nblocks = (ncols + per - 1) // per
+    for b in nb.prange(nblocks):
+        x0 = parity + 2 * per * b
+        nc = min(per, (W - x0 + 1) // 2)
+        dp = np.empty((H, per))
+        for y in range(H):
+            for j in range(nc):
+                x = x0 + 2 * j
+                n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+                rhs = f[y, x]
+                if x > 0:
+                    rhs += w * u[y, x - 1]
+                    if nine:
+                        if y > 0:
+                            rhs += nw * u[y - 1, x - 1]
+                        if y + 1 < H:
+                            rhs += sw * u[y + 1, x - 1]
+                if x + 1 < W:
+                    rhs += e * u[y, x + 1]
+                    if nine:
+                        if y > 0:
+                            rhs += ne * u[y - 1, x + 1]
+                        if y + 1 < H:
+                            rhs += se * u[y + 1, x + 1]
+                pd = dp[y - 1, j] if y > 0 else 0.0
+                dp[y, j] = (rhs + n * pd) * cinv[y, x]
+        for j in range(nc):
+            x = x0 + 2 * j
+            u[H - 1, x] = dp[H - 1, j]
+        for y in range(H - 2, -1, -1):  # row by row: stays in row-major order
+            for j in range(nc):
+                x = x0 + 2 * j
+                u[y, x] = dp[y, j] + ccp[y, x] * u[y + 1, x]

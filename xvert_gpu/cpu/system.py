@@ -1,0 +1,47 @@
+"""The WLS system ``(I + L_w) g = x`` of one image on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import stencil, vectors
+from .multigrid import Hierarchy, Level
+from .weights import edge_weights
+
+_NO_DIAGONALS = np.zeros((1, 1), np.float32)
+
+
+def weight_arrays(image: np.ndarray, lam: float, alpha: float, eps: float,
+                  delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Couplings to the north and west neighbours, shape (H, W), float32."""
+    cn = np.empty(image.shape, np.float32)
+    cw = np.empty(image.shape, np.float32)
+    edge_weights(image, float(lam), float(alpha), float(eps), float(delta), cn, cw)
+    return cn, cw
+
+
+class CpuSystem:
+    """Matrix-free operator, multigrid preconditioner and fused PCG updates."""
+
+    backend = "cpu"
+
+    def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float):
+        self.b = np.ascontiguousarray(image, dtype=np.float32)
+        cn, cw = weight_arrays(self.b, lam, alpha, eps, delta)
+        mass = np.ones(image.shape, np.float32)
+        self.fine = Level(mass, cn, cw, _NO_DIAGONALS, _NO_DIAGONALS, nine=False)
+        self.hierarchy = Hierarchy(self.fine)
+        self._op = self.fine.op
+
+    def zeros(self, precise: bool = False) -> np.ndarray:
+        return np.zeros(self.b.shape, np.float64 if precise else np.float32)
+
+    def matvec_dot(self, p: np.ndarray, q: np.ndarray) -> float:
+        return stencil.apply_dot(p, *self._op, q)
+
+    def precondition(self, r: np.ndarray, z: np.ndarray) -> None:
+        self.hierarchy.apply(r, z)
+
+    dot = staticmethod(vectors.dot)
+    update_solution = staticmethod(vectors.update_solution)
+    update_direction = staticmethod(vectors.update_direction)

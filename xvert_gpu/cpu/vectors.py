@@ -1,0 +1,45 @@
+"""Fused PCG vector updates; every dot product accumulates in float64."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .stencil import _NJ
+
+
+@nb.njit(parallel=True, **_NJ)
+def update_solution(x, r, p, q, a):
+    """x += a p; r -= a q; returns ||r||^2."""
+    H, W = x.shape
+    rows = np.zeros(H)
+    for y in nb.prange(H):
+        s = 0.0
+        for j in range(W):
+            x[y, j] += a * p[y, j]
+            v = r[y, j] - a * q[y, j]
+            r[y, j] = v
+            s += v * v
+        rows[y] = s
+    return rows.sum()
+
+
+@nb.njit(parallel=True, **_NJ)
+def dot(a, b):
+    H, W = a.shape
+    rows = np.zeros(H)
+    for y in nb.prange(H):
+        s = 0.0
+        for j in range(W):
+            s += np.float64(a[y, j]) * b[y, j]
+        rows[y] = s
+    return rows.sum()
+
+
+@nb.njit(parallel=True, **_NJ)
+def update_direction(p, z, beta):
+    """p = z + beta p."""
+    H, W = p.shape
+    for y in nb.prange(H):
+        for j in range(W):
+            p[y, j] = z[y, j] + beta * p[y, j]
