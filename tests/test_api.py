@@ -1,0 +1,91 @@
+"""Public API: input validation, scaling, array kinds, devices."""
+
+import numpy as np
+import pytest
+
+import xvert_gpu
+from xvert_gpu.samples import load_sample
+
+
+@pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess, xvert_gpu.wls_weights])
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros(10, np.float32), "2-D"),
+    (np.zeros((2, 3, 4, 5), np.float32), "2-D"),
+    (np.zeros((0, 5), np.float32), "empty"),
+    (np.zeros((3, 0, 5), np.float32), "empty"),
+    (np.full((4, 4), np.nan, np.float32), "NaN"),
+    (np.array([[0.1, np.inf], [0.2, 0.3]]), "NaN or Inf"),
+    (np.array([[0.1, -0.2], [0.2, 0.3]]), "negative"),
+    (np.array([[0.1, 1.5], [0.2, 0.3]]), r"\[0, 1\]"),
+    (np.array([[1, -3], [2, 4]], np.int16), "negative"),
+    (np.zeros((64, 64, 3), np.uint8), "colour"),
+    (np.zeros((4, 4), bool), "dtype"),
+    (np.zeros((4, 4), np.complex64), "dtype"),
+])
+def test_bad_input_raises_value_error(func, bad, match):
+    with pytest.raises(ValueError, match=match):
+        func(bad)
+
+
+@pytest.mark.parametrize("kw, match", [({"lam": -1}, "lam"), ({"alpha": 0}, "alpha"),
+                                       ({"eps": 0}, "eps"), ({"tol": 0}, "tol"),
+                                       ({"lam": float("nan")}, "lam"), ({"device": "tpu"}, "device")])
+def test_bad_parameters(kw, match):
+    with pytest.raises(ValueError, match=match):
+        xvert_gpu.wls_smooth(np.zeros((8, 8), np.float32), **kw)
+
+
+def test_integer_scaling_by_dtype_range():
+    a8 = load_sample()[:64, :64]
+    a16 = a8.astype(np.uint16) * 257
+    g8 = xvert_gpu.wls_smooth(a8, tol=1e-7)
+    g16 = xvert_gpu.wls_smooth(a16, tol=1e-7)
+    gf = xvert_gpu.wls_smooth(a8.astype(np.float32) / 255, tol=1e-7)
+    np.testing.assert_allclose(g8, gf, atol=1e-6)
+    np.testing.assert_allclose(g16, gf, atol=1e-5)
+    p = xvert_gpu.preprocess(a16)
+    np.testing.assert_allclose(p.x, a16 / 65535.0, atol=1e-7)
+
+
+def test_input_is_not_modified():
+    a = load_sample()[:50, :60].astype(np.float32) / 255
+    before = a.copy()
+    xvert_gpu.preprocess(a)
+    xvert_gpu.wls_smooth(a)
+    np.testing.assert_array_equal(a, before)
+
+
+def test_non_contiguous_and_float64_input():
+    a = load_sample()[:120, :90]
+    view = (a.astype(np.float64) / 255)[::2, ::-1]
+    g = xvert_gpu.wls_smooth(view)
+    ref = xvert_gpu.wls_smooth(np.ascontiguousarray(view).astype(np.float32))
+    assert g.dtype == np.float32
+    np.testing.assert_array_equal(g, ref)
+
+
+def test_cuda_request_without_gpu_is_a_clear_error():
+    if xvert_gpu.backends.cuda_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        xvert_gpu.wls_smooth(np.zeros((8, 8), np.float32), device="cuda")
+
+
+def test_importing_does_not_import_cupy():
+    import subprocess
+    import sys
+    code = "import sys, xvert_gpu; xvert_gpu.wls_smooth(__import__('numpy').zeros((4,4))); print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_torch_cpu_tensor_round_trip():
+    torch = pytest.importorskip("torch")
+    a = torch.from_numpy(load_sample()[:64, :80].copy())
+    g = xvert_gpu.wls_smooth(a)
+    assert isinstance(g, torch.Tensor) and g.dtype == torch.float32 and tuple(g.shape) == (64, 80)
+    np.testing.assert_array_equal(g.numpy(), xvert_gpu.wls_smooth(a.numpy()))
+    p = xvert_gpu.preprocess(a)
+    assert isinstance(p.hfc, torch.Tensor)
+    shared = xvert_gpu.to_torch(g.numpy())
+    assert shared.data_ptr() == g.numpy().ctypes.data

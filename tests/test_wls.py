@@ -1,0 +1,170 @@
+"""WLS solver: accuracy against the float64 direct solve, properties, convergence."""
+
+import numpy as np
+import pytest
+
+import xvert_gpu
+from xvert_gpu import reference
+from xvert_gpu.reference import detail_error
+from xvert_gpu.samples import NAMES, load_sample
+
+from conftest import exact_smooth
+
+
+def _iterations_to(x, exact, target, maxiter=120, **kw):
+    """Iterations until the detail error against ``exact`` first drops to ``target``."""
+    errs = []
+    from xvert_gpu.cpu.system import CpuSystem
+    from xvert_gpu.krylov import pcg
+    system = CpuSystem(x.astype(np.float32), kw.get("lam", 1.0), 1.2, 1e-4, 1e-4)
+    pcg(system, tol=1e-12, maxiter=maxiter, callback=lambda u: errs.append(detail_error(u, exact, x)))
+    hits = [i + 1 for i, e in enumerate(errs) if e <= target]
+    return hits[0] if hits else None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_and_tight_tolerance_on_samples(name):
+    x, exact = exact_smooth(name)
+    g = xvert_gpu.wls_smooth(x.astype(np.float32))
+    assert g.dtype == np.float32 and g.shape == x.shape
+    assert detail_error(g, exact, x) <= 1e-3
+    g = xvert_gpu.wls_smooth(x.astype(np.float32), tol=1e-6)
+    assert detail_error(g, exact, x) <= 1e-5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_iterations_to_1e5_detail_error_at_512(name):
+    x, exact = exact_smooth(name)
+    its = _iterations_to(x, exact, 1e-5)
+    assert its is not None and its <= 60, its
+
+
+def test_upsampled_1024():
+    x, exact = exact_smooth(NAMES[0], 1024)
+    g, info = xvert_gpu.wls_smooth(x.astype(np.float32), return_info=True)
+    assert info.converged and detail_error(g, exact, x) <= 1e-3
+    its = _iterations_to(x, exact, 1e-5)
+    assert its is not None and its <= 60, its
+
+
+@pytest.mark.parametrize("shape", [(97, 131), (131, 97), (64, 1), (1, 200), (2, 3), (33, 257)])
+def test_odd_and_non_square_shapes(shape):
+    rng = np.random.default_rng(sum(shape))
+    crop = load_sample(NAMES[1])[: shape[0], 100: 100 + shape[1]].astype(np.float64) / 255
+    for x in (crop, rng.random(shape)):
+        exact = reference.wls_smooth(x)
+        g = xvert_gpu.wls_smooth(x.astype(np.float32), tol=1e-7)
+        assert detail_error(g, exact, x) <= 1e-5
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.5, 3.0, 10.0])
+def test_lambda_range(lam):
+    x = load_sample(NAMES[0])[150:350, 150:350].astype(np.float64) / 255
+    exact = reference.wls_smooth(x, lam=lam)
+    g = xvert_gpu.wls_smooth(x.astype(np.float32), lam=lam)
+    assert detail_error(g, exact, x) <= 1e-3
+    g = xvert_gpu.wls_smooth(x.astype(np.float32), lam=lam, tol=1e-7)
+    assert detail_error(g, exact, x) <= 1e-5
+
+
+@pytest.mark.parametrize("value", [0.0, 0.37, 1.0])
+def test_constant_image_unchanged(value):
+    x = np.full((45, 61), value, np.float32)
+    g = xvert_gpu.wls_smooth(x)
+    np.testing.assert_allclose(g, x, atol=1e-6)
+
+
+def test_output_within_input_range():
+    for x in (load_sample(NAMES[0]).astype(np.float32) / 255,
+              np.random.default_rng(1).random((80, 90)).astype(np.float32) * 0.5 + 0.2):
+        g = xvert_gpu.wls_smooth(x)
+        assert g.min() >= x.min() - 1e-5 and g.max() <= x.max() + 1e-5
+
+
+def test_lambda_zero_is_identity():
+    x = load_sample(NAMES[0])[:100, :120]
+    g = xvert_gpu.wls_smooth(x, lam=0.0)
+    np.testing.assert_array_equal(g, x.astype(np.float32) / 255)
+
+
+def test_flip_symmetry():
+    x = load_sample(NAMES[1])[100:301, 50:260].astype(np.float32) / 255
+    g = xvert_gpu.wls_smooth(x, tol=1e-7)
+    for axis in (0, 1):
+        gf = xvert_gpu.wls_smooth(np.flip(x, axis), tol=1e-7)
+        np.testing.assert_allclose(np.flip(gf, axis), g, atol=2e-5)
+    gt = xvert_gpu.wls_smooth(np.ascontiguousarray(x.T), tol=1e-7)
+    np.testing.assert_allclose(gt.T, g, atol=2e-5)
+
+
+def test_no_nan_on_extreme_images():
+    sample = load_sample(NAMES[0]).astype(np.float32) / 255
+    bordered = np.zeros((300, 300), np.float32)
+    bordered[40:260, 60:240] = sample[100:320, 100:280]
+    checker = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)
+    for x in (np.zeros((50, 50), np.float32), np.ones((50, 50), np.float32), bordered, checker):
+        g, info = xvert_gpu.wls_smooth(x, return_info=True)
+        assert np.isfinite(g).all() and info.converged
+        assert g.min() >= x.min() - 1e-5 and g.max() <= x.max() + 1e-5
+    exact = reference.wls_smooth(bordered.astype(np.float64))
+    assert detail_error(xvert_gpu.wls_smooth(bordered, tol=1e-7), exact, bordered) <= 1e-5
+
+
+def test_stack_matches_single_images():
+    imgs = np.stack([load_sample(n)[:128, :160] for n in NAMES])
+    g, info = xvert_gpu.wls_smooth(imgs, return_info=True)
+    assert g.shape == imgs.shape and len(info.iterations) == 2
+    for i in range(2):
+        np.testing.assert_array_equal(g[i], xvert_gpu.wls_smooth(imgs[i]))
+
+
+def test_info_and_history():
+    x = load_sample(NAMES[0])[:200, :200]
+    g, info = xvert_gpu.wls_smooth(x, return_info=True)
+    assert info.backend == "cpu" and info.converged
+    assert len(info.residuals) == info.iterations + 1
+    assert info.residuals[0] == pytest.approx(1.0) and info.residuals[-1] <= 1e-5
+
+
+def test_maxiter_reports_non_convergence():
+    x = load_sample(NAMES[0])[:200, :200]
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        g, info = xvert_gpu.wls_smooth(x, maxiter=2, return_info=True)
+    assert not info.converged and info.iterations == 2 and np.isfinite(g).all()
+
+
+def test_weights_match_definition():
+    x = load_sample(NAMES[0])[:50, :70]
+    wx, wy = xvert_gpu.wls_weights(x, lam=2.0)
+    assert wx.shape == (50, 69) and wy.shape == (49, 70)
+    rx, ry = reference.weights(x.astype(np.float32) / np.float32(255), lam=2.0)  # same float32 input
+    np.testing.assert_allclose(wx, rx, rtol=1e-6)
+    np.testing.assert_allclose(wy, ry, rtol=1e-6)
+    assert wx.max() <= 2.0 / 1e-4 * (1 + 1e-6)
+    wx3, _ = xvert_gpu.wls_weights(np.stack([x, x]))
+    assert wx3.shape == (2, 50, 69)
+
+
+def test_cpu_weights_kernel_matches_reference():
+    from xvert_gpu.cpu.system import weight_arrays
+    x = load_sample(NAMES[1]).astype(np.float32) / 255
+    cn, cw = weight_arrays(x, 1.0, 1.2, 1e-4, 1e-4)
+    rx, ry = reference.weights(x)
+    np.testing.assert_allclose(cw[:, 1:], rx, rtol=2e-6)
+    np.testing.assert_allclose(cn[1:, :], ry, rtol=2e-6)
+    assert (cw[:, 0] == 0).all() and (cn[0] == 0).all()
+
+
+@pytest.mark.slow
+def test_upsampled_2048_against_pyamg_truth():
+    """2048^2: the direct solve needs 10 GB, so a 1e-10 pyamg Ruge-Stuben solve is the truth."""
+    pyamg = pytest.importorskip("pyamg")
+    x = load_sample(NAMES[0], 2048).astype(np.float64) / 255
+    A = reference.system_matrix(*reference.weights(x))
+    ml = pyamg.ruge_stuben_solver(A.tocsr())
+    exact = ml.solve(x.ravel(), tol=1e-11, accel="cg", maxiter=200).reshape(x.shape)
+    g = xvert_gpu.wls_smooth(x.astype(np.float32))
+    assert detail_error(g, exact, x) <= 1e-3
+    its = _iterations_to(x, exact, 1e-5)
+    its512 = _iterations_to(*exact_smooth(NAMES[0]), 1e-5)
+    assert its <= 60 and its <= 1.3 * its512, (its512, its)
