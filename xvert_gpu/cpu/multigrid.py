@@ -91,20 +91,18 @@ class Hierarchy:
         if level.pw is None:
             u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
             return
-        op = level.op
+        pre = _PRE * (SWEEPS[0] if k == 0 else SWEEPS[1])
         u[...] = 0.0
-        for step in _PRE:
+        for step in pre:
             level.relax(f, u, step)
-        # the finest residual only feeds the restriction: float32 halves its memory
-        res = level.buffer("res", np.float32 if k == 0 else np.float64)
-        stencil.residual(f, u, *op, res)
         coarse = self.levels[k + 1]
         fc = coarse.buffer("f")
         uc = coarse.buffer("u")
-        transfer.restrict(res, level.pw, fc)
+        # pre-smoothing ends with exact solves of the odd columns: their residual is zero
+        transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc)
         self._cycle(k + 1, fc, uc)
         transfer.prolong_add(uc, level.pw, u)
-        for step in reversed(_PRE):
+        for step in reversed(pre):
             level.relax(f, u, step)
 
     @property
@@ -118,4 +116,9 @@ class Hierarchy:
         return total + self._coarse_inv.nbytes
 
 
-_PRE = ((True, 0), (True, 1), (False, 0), (False, 1))  # x-lines, then y-lines; reversed after
+# one alternating sweep: x-lines (even, odd rows), then y-lines (even, odd columns); reversed after
+_PRE = ((True, 0), (True, 1), (False, 0), (False, 1))
+assert _PRE[-1] == (False, 1)  # restrict_residual_even_columns relies on it
+# alternating sweeps on the finest level and on every coarser one: coarse sweeps are cheap and
+# keep the iteration count from growing with size (42 -> 48 from 512^2 to 2048^2, 57 with one)
+SWEEPS = (1, 2)

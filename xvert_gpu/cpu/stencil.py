@@ -63,34 +63,39 @@ def _off_rows(u, cn, cw, cnw, cne, nine, y, x, H, W, c):
     return acc
 
 
+@nb.njit(inline="always", **_NJ)
+def apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W):
+    """(A u)[y, x] in difference form."""
+    n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+    ui = np.float64(u[y, x])
+    acc = mass[y, x] * ui
+    if y > 0:
+        acc += n * (ui - u[y - 1, x])
+    if y + 1 < H:
+        acc += s * (ui - u[y + 1, x])
+    if x > 0:
+        acc += w * (ui - u[y, x - 1])
+    if x + 1 < W:
+        acc += e * (ui - u[y, x + 1])
+    if nine:
+        if y > 0 and x > 0:
+            acc += nw * (ui - u[y - 1, x - 1])
+        if y > 0 and x + 1 < W:
+            acc += ne * (ui - u[y - 1, x + 1])
+        if y + 1 < H and x > 0:
+            acc += sw * (ui - u[y + 1, x - 1])
+        if y + 1 < H and x + 1 < W:
+            acc += se * (ui - u[y + 1, x + 1])
+    return acc
+
+
 @nb.njit(parallel=True, **_NJ)
 def residual(f, u, mass, cn, cw, cnw, cne, nine, out):
     """out = f - A u."""
     H, W = u.shape
     for y in nb.prange(H):
         for x in range(W):
-            c = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-            n, s, w, e, nw, ne, sw, se = c
-            ui = np.float64(u[y, x])
-            acc = mass[y, x] * ui
-            if y > 0:
-                acc += n * (ui - u[y - 1, x])
-            if y + 1 < H:
-                acc += s * (ui - u[y + 1, x])
-            if x > 0:
-                acc += w * (ui - u[y, x - 1])
-            if x + 1 < W:
-                acc += e * (ui - u[y, x + 1])
-            if nine:
-                if y > 0 and x > 0:
-                    acc += nw * (ui - u[y - 1, x - 1])
-                if y > 0 and x + 1 < W:
-                    acc += ne * (ui - u[y - 1, x + 1])
-                if y + 1 < H and x > 0:
-                    acc += sw * (ui - u[y + 1, x - 1])
-                if y + 1 < H and x + 1 < W:
-                    acc += se * (ui - u[y + 1, x + 1])
-            out[y, x] = f[y, x] - acc
+            out[y, x] = f[y, x] - apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W)
 
 
 @nb.njit(parallel=True, **_NJ)
@@ -101,28 +106,9 @@ def apply_dot(u, mass, cn, cw, cnw, cne, nine, out):
     for y in nb.prange(H):
         part = 0.0
         for x in range(W):
-            n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-            ui = np.float64(u[y, x])
-            acc = mass[y, x] * ui
-            if y > 0:
-                acc += n * (ui - u[y - 1, x])
-            if y + 1 < H:
-                acc += s * (ui - u[y + 1, x])
-            if x > 0:
-                acc += w * (ui - u[y, x - 1])
-            if x + 1 < W:
-                acc += e * (ui - u[y, x + 1])
-            if nine:
-                if y > 0 and x > 0:
-                    acc += nw * (ui - u[y - 1, x - 1])
-                if y > 0 and x + 1 < W:
-                    acc += ne * (ui - u[y - 1, x + 1])
-                if y + 1 < H and x > 0:
-                    acc += sw * (ui - u[y + 1, x - 1])
-                if y + 1 < H and x + 1 < W:
-                    acc += se * (ui - u[y + 1, x + 1])
+            acc = apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W)
             out[y, x] = acc
-            part += ui * acc
+            part += np.float64(u[y, x]) * acc
         rows[y] = part
     return rows.sum()
 

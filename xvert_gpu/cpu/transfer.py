@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .stencil import _NJ, neighbours
+from .stencil import _NJ, apply_at, neighbours
 
 
 def coarse_shape(H: int, W: int) -> tuple[int, int]:
@@ -114,6 +114,27 @@ def restrict(r, pw, rc):
                 for x in range(max(2 * J - 1, 0), min(2 * J + 2, W)):
                     k = kd + 1 if x < 2 * J else kd
                     acc += pw[k, y, x] * r[y, x]
+            rc[I, J] = acc
+
+
+@nb.njit(parallel=True, **_NJ)
+def restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, nine, pw, rc):
+    """rc = P^T (f - A u), where the residual is known to vanish on odd columns.
+
+    After a zebra sweep that ends with exact solves of the odd columns, only the
+    even columns carry a residual: computing it there, inside the restriction,
+    halves the work and never stores the residual.
+    """
+    H, W = u.shape
+    Hc, Wc = rc.shape
+    for I in nb.prange(Hc):
+        for J in range(Wc):
+            x = 2 * J
+            acc = 0.0
+            for y in range(max(2 * I - 1, 0), min(2 * I + 2, H)):
+                k = 2 if y < 2 * I else 0
+                r = f[y, x] - apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W)
+                acc += pw[k, y, x] * r
             rc[I, J] = acc
 
 
