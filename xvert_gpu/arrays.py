@@ -9,6 +9,7 @@ device, CuPy gives CuPy. GPU data never makes a host round trip.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, Callable
 
@@ -120,3 +121,15 @@ def to_working_float(image: Any) -> tuple[Any, Callable[[Any], Any]]:
     if float(a.min()) < 0.0:
         raise ValueError("image has negative values")
     return a, back
+
+
+def caller_stream(image: Any):
+    """Run CuPy work on torch's current CUDA stream when the input is a CUDA tensor.
+
+    Keeps the kernels ordered with the caller's torch work without a device-wide sync.
+    """
+    if _is_torch(image) and image.is_cuda:
+        import cupy
+        import torch
+        return cupy.cuda.ExternalStream(torch.cuda.current_stream(image.device).cuda_stream)
+    return contextlib.nullcontext()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import backends
-from .arrays import array_module, to_working
+from .arrays import array_module, caller_stream, to_working
 from .wls import SolveInfo, _check_params, move_like, move_to, smooth_array
 
 
@@ -70,13 +70,14 @@ def preprocess(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
         raise ValueError(f"e_floor must be > 0; got {e_floor}")
     x, back = to_working(image)
     backend = backends.resolve(device, x)
-    x = move_to(x, backend)
-    g, info_g = smooth_array(x, lam, alpha, eps, delta, tol, maxiter, backend)
-    e, xprep = combine(x, g, e_floor)
-    smooth_xp, info_xp = smooth_array(xprep, lam, alpha, eps, delta, tol, maxiter, backend)
-    hfc = xprep - smooth_xp
+    with caller_stream(image):
+        x = move_to(x, backend)
+        g, info_g = smooth_array(x, lam, alpha, eps, delta, tol, maxiter, backend)
+        e, xprep = combine(x, g, e_floor)
+        smooth_xp, info_xp = smooth_array(xprep, lam, alpha, eps, delta, tol, maxiter, backend)
+        hfc = xprep - smooth_xp
 
-    def out(a):
-        return back(move_like(a, image))
+        def out(a):
+            return back(move_like(a, image))
 
-    return Preprocessed(out(x), out(g), out(e), out(xprep), out(hfc), (info_g, info_xp))
+        return Preprocessed(out(x), out(g), out(e), out(xprep), out(hfc), (info_g, info_xp))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .arrays import array_module, to_working
+from .arrays import array_module, caller_stream, to_working
 from .krylov import pcg
 
 
@@ -82,7 +82,28 @@ def smooth_array(x: Any, lam: float, alpha: float, eps: float, delta: float, tol
     """WLS of a validated float32 (H, W) or (N, H, W) array of the backend's array module."""
     t0 = time.perf_counter()
     stack = x if x.ndim == 3 else x[None]
-    xp = array_module(x)
+    if backend == "cuda":
+        # one batched solve: every image's CG scalars live on the device
+        from .cuda.system import solve_batch
+        out, iterations, residuals, flags = solve_batch(stack, lam, alpha, eps, delta, tol, maxiter)
+        converged = all(flags)
+    else:
+        out, iterations, residuals, converged = _solve_each(stack, lam, alpha, eps, delta, tol,
+                                                            maxiter, backend)
+    if not converged:
+        warnings.warn(f"WLS solve did not reach tol={tol:g} within maxiter; "
+                      f"final relative residuals {[r[-1] for r in residuals]}", RuntimeWarning,
+                      stacklevel=3)
+    if x.ndim == 2:
+        out, iterations, residuals = out[0], iterations[0], residuals[0]
+    info = SolveInfo(iterations, residuals, converged, backend, time.perf_counter() - t0, tol)
+    return out, info
+
+
+def _solve_each(stack: Any, lam: float, alpha: float, eps: float, delta: float, tol: float,
+                maxiter: int | None, backend: str):
+    """One ``krylov.pcg`` per image through the backend's ``System``."""
+    xp = array_module(stack)
     out = xp.empty(stack.shape, xp.float32)
     iterations, residuals, converged = [], [], True
     system_cls = backends.system_class(backend)
@@ -99,14 +120,7 @@ def smooth_array(x: Any, lam: float, alpha: float, eps: float, delta: float, tol
         iterations.append(len(history) - 1)
         residuals.append(history)
         converged &= info == 0
-    if not converged:
-        warnings.warn(f"WLS solve did not reach tol={tol:g} within maxiter; "
-                      f"final relative residuals {[r[-1] for r in residuals]}", RuntimeWarning,
-                      stacklevel=3)
-    if x.ndim == 2:
-        out, iterations, residuals = out[0], iterations[0], residuals[0]
-    info = SolveInfo(iterations, residuals, converged, backend, time.perf_counter() - t0, tol)
-    return out, info
+    return out, iterations, residuals, converged
 
 
 def wls_smooth(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
@@ -143,9 +157,10 @@ def wls_smooth(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     _check_params(lam, alpha, eps, delta, tol)
     x, back = to_working(image)
     backend = backends.resolve(device, x)
-    x = move_to(x, backend)
-    g, info = smooth_array(x, lam, alpha, eps, delta, tol, maxiter, backend)
-    g = back(move_like(g, image))
+    with caller_stream(image):
+        x = move_to(x, backend)
+        g, info = smooth_array(x, lam, alpha, eps, delta, tol, maxiter, backend)
+        g = back(move_like(g, image))
     return (g, info) if return_info else g
 
 
