@@ -102,3 +102,48 @@ def jacobi_pcg(x: np.ndarray, exact: np.ndarray, target: float, maxiter: int = 4
     g = run(its, None)
     sec = time.perf_counter() - t
     return {"iterations": its, "seconds": sec, "detail_error": detail(g)}
+
+
+def cupy_jacobi_pcg(x: np.ndarray, exact: np.ndarray, target: float, maxiter: int = 6000) -> dict:
+    """``cupyx.scipy.sparse.linalg.cg`` with a Jacobi preconditioner on the GPU (issue 3's anchor)."""
+    import cupy
+    import cupyx.scipy.sparse as csp
+    import cupyx.scipy.sparse.linalg as cspl
+
+    A = csp.csr_matrix(reference.system_matrix(*reference.weights(x)).tocsr())
+    dinv = 1.0 / A.diagonal()
+    M = cspl.LinearOperator(A.shape, matvec=lambda v: dinv * v, dtype=cupy.float64)
+    b = cupy.asarray(x.ravel())
+    exact_d = cupy.asarray(exact.ravel())
+    den = float(cupy.linalg.norm(b - exact_d))
+
+    def run(iters, cb):
+        return cspl.cg(A, b, tol=1e-14, atol=0.0, maxiter=iters, M=M, callback=cb)[0]
+
+    its = iterations_to(run, lambda g: float(cupy.linalg.norm(g - exact_d)) / den, target, maxiter)
+    if its is None:
+        return {"iterations": None, "note": f"did not reach {target:g} in {maxiter} iterations"}
+    run(its, None)
+    cupy.cuda.Device().synchronize()
+    t = time.perf_counter()
+    g = run(its, None)
+    cupy.cuda.Device().synchronize()
+    sec = time.perf_counter() - t
+    return {"iterations": its, "seconds": sec, "detail_error": float(cupy.linalg.norm(g - exact_d)) / den}
+
+
+def copy_bandwidth(nbytes: int = 1 << 28, repeats: int = 20) -> float:
+    """Device-to-device copy bandwidth in GB/s (bytes read + written), the GPU roofline anchor."""
+    import cupy
+
+    src = cupy.empty(nbytes, cupy.uint8)
+    dst = cupy.empty_like(src)
+    dst[...] = src
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    start.record()
+    for _ in range(repeats):
+        dst[...] = src
+    stop.record()
+    stop.synchronize()
+    sec = cupy.cuda.get_elapsed_time(start, stop) / 1e3 / repeats
+    return 2 * nbytes / sec / 1e9

@@ -72,6 +72,25 @@ def machine_info() -> dict:
     return info
 
 
+def _on_device(x: np.ndarray, device: str):
+    """The benchmark input where the solver works, so GPU timings exclude host transfers."""
+    if device == "cuda":
+        import cupy
+        return cupy.asarray(x)
+    return x
+
+
+def _synced(out):
+    if backends.cuda_available():
+        import cupy
+        cupy.cuda.get_current_stream().synchronize()
+    return out
+
+
+def _host(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
 def bench_wls(size: int, device: str, direct_max: int, jacobi_max: int, repeats: int) -> dict:
     """Our solver against scipy direct, pyamg RS-PCG and Jacobi-PCG on one sample at ``size``^2."""
     x8 = load_sample(NAMES[0], size)
@@ -85,9 +104,11 @@ def bench_wls(size: int, device: str, direct_max: int, jacobi_max: int, repeats:
     else:
         row["scipy_direct"] = {"note": f"skipped above {direct_max}^2 (SPEC: 203 s and 10 GB at 2048^2)"}
     _progress(f"wls {size}^2: xvert_gpu ({device})")
-    wls_smooth(x, device=device)  # warm-up: kernels compiled and cached
-    (g, info), sec = _best_of(lambda: wls_smooth(x, device=device, return_info=True), repeats)
-    target = detail_error(g, exact, x64)
+    data = _on_device(x, device)
+    wls_smooth(data, device=device)  # warm-up: kernels compiled and cached
+    (g, info), sec = _best_of(lambda: _synced(wls_smooth(data, device=device, return_info=True)),
+                              repeats)
+    target = detail_error(_host(g), exact, x64)
     row["xvert_gpu"] = {"seconds": sec, "iterations": info.iterations, "detail_error": target,
                         "backend": info.backend, "tol": info.tol}
     _progress(f"wls {size}^2: pyamg Ruge-Stuben to detail error {target:.2e}")
@@ -100,16 +121,22 @@ def bench_wls(size: int, device: str, direct_max: int, jacobi_max: int, repeats:
         row["jacobi_pcg"] = anchors.jacobi_pcg(x64, exact, target)
     else:
         row["jacobi_pcg"] = {"note": f"skipped above {jacobi_max}^2 (thousands of iterations)"}
-    for name in ("scipy_direct", "pyamg_rs", "jacobi_pcg"):
-        if "seconds" in row[name]:
+    if info.backend == "cuda":
+        _progress(f"wls {size}^2: cupyx Jacobi-PCG")
+        row["cupyx_jacobi_pcg"] = anchors.cupy_jacobi_pcg(x64, exact, target)
+    for name in ANCHORS:
+        if name in row and "seconds" in row[name]:
             row[name]["speedup"] = row[name]["seconds"] / sec
     return row
 
 
+ANCHORS = ("pyamg_rs", "scipy_direct", "jacobi_pcg", "cupyx_jacobi_pcg")
+
+
 def bench_preprocess(device: str, batch: int, crop: int, repeats: int) -> dict:
-    stack = np.stack([load_sample(NAMES[i % len(NAMES)], crop) for i in range(batch)])
+    stack = _on_device(np.stack([load_sample(NAMES[i % len(NAMES)], crop) for i in range(batch)]), device)
     preprocess(stack[:1], device=device)
-    _, sec = _best_of(lambda: preprocess(stack, device=device), repeats)
+    _, sec = _best_of(lambda: _synced(preprocess(stack, device=device)), repeats)
     return {"batch": batch, "size": crop, "seconds": sec, "images_per_s": batch / sec}
 
 
@@ -124,13 +151,17 @@ def print_table(results: dict) -> None:
     hdr = f"{'size':>6} {'method':<14} {'seconds':>9} {'iters':>6} {'detail err':>11} {'speed-up':>9}"
     print(hdr + "\n" + "-" * len(hdr))
     for row in results["wls"]:
-        for name in ("xvert_gpu", "pyamg_rs", "scipy_direct", "jacobi_pcg"):
+        for name in ("xvert_gpu",) + ANCHORS:
+            if name not in row:
+                continue
             r = row[name]
             if "seconds" not in r:
                 print(f"{row['size']:>6} {name:<14} {r.get('note', '')}")
                 continue
             print(f"{row['size']:>6} {name:<14} {r['seconds']:>9.3f} {_fmt(r.get('iterations'), '>6')} "
                   f"{_fmt(r.get('detail_error'), '>11.2e')} {_fmt(r.get('speedup'), '>9.1f')}")
+    if "copy_bandwidth_GBps" in results:
+        print(f"\ndevice-to-device copy: {results['copy_bandwidth_GBps']:.0f} GB/s")
     p = results.get("preprocess")
     if p:
         print(f"\npreprocess: batch of {p['batch']} x {p['size']}^2 in {p['seconds']:.3f} s "
@@ -143,8 +174,9 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name in ("xvert_gpu", "pyamg_rs", "scipy_direct", "jacobi_pcg"):
-        pts = [(r["size"] ** 2, r[name]["seconds"]) for r in results["wls"] if "seconds" in r[name]]
+    for name in ("xvert_gpu",) + ANCHORS:
+        pts = [(r["size"] ** 2, r[name]["seconds"]) for r in results["wls"]
+               if "seconds" in r.get(name, {})]
         if pts:
             ax.loglog(*zip(*pts), "o-", label=name)
     ax.set_xlabel("pixels")
@@ -178,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 3
     results: dict[str, Any] = {"machine": machine_info(), "command": " ".join(sys.argv), "wls": []}
     results["machine"]["device"] = results["machine"]["device"] if device == "cuda" else "cpu"
+    if device == "cuda":
+        results["copy_bandwidth_GBps"] = anchors.copy_bandwidth()
     for size in sizes:
         results["wls"].append(bench_wls(size, device, args.direct_max, args.jacobi_max, repeats))
     _progress("preprocess throughput")

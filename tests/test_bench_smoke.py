@@ -1,0 +1,45 @@
+"""CI smoke of the benchmark harness and the pytest-benchmark suite (results are not timed)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xvert_gpu import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_quick_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--sizes", "48,64", "--json", str(out), "--device", "cpu"]) == 0
+    data = json.loads(out.read_text())
+    assert {"machine", "wls", "preprocess", "command"} <= set(data)
+    assert data["machine"]["device"] == "cpu" and "numba" in data["machine"]
+    assert [row["size"] for row in data["wls"]] == [48, 64]
+    for row in data["wls"]:
+        ours = row["xvert_gpu"]
+        assert ours["iterations"] > 0 and ours["detail_error"] < 1e-3
+        assert row["pyamg_rs"]["detail_error"] <= ours["detail_error"]
+        assert row["jacobi_pcg"]["detail_error"] <= ours["detail_error"]
+        assert row["scipy_direct"]["speedup"] > 0
+    assert data["preprocess"]["images_per_s"] > 0
+    table = capsys.readouterr().out
+    assert "pyamg_rs" in table and "speed-up" in table
+
+
+def test_bench_rejects_bad_sizes():
+    with pytest.raises(SystemExit):
+        bench.main(["--sizes", "abc"])
+
+
+def test_benchmark_suite_runs_once(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "benchmarks"),
+           "--benchmark-disable", "-k", "256", "--rootdir", str(ROOT)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "passed" in out.stdout
