@@ -1,0 +1,444 @@
+"""Image I/O (issue 6, SPEC sections 1 and 8): round trips at true bit depth, DICOM in and out,
+the real samples, and the bad-input corpus."""
+
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import xvert_gpu
+from xvert_gpu import io as xio
+from xvert_gpu.io import ImageReadError, Radiograph, read_image, write_image
+
+DATA = Path(xvert_gpu.__file__).resolve().parent / "data"
+XRAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "xray"
+
+
+def _sample8(size=256):
+    im = Image.open(DATA / "00000001_000.png").convert("L")
+    if size:
+        im = im.resize((size, size - 16), Image.BILINEAR)  # not square: catches transposes
+    return np.asarray(im)
+
+
+def _scaled(bits, size=256):
+    a = _sample8(size).astype(np.float64)
+    return np.rint(a * ((2 ** bits - 1) / 255.0)).astype(np.uint16)
+
+
+def _shared(name):
+    p = XRAY / name
+    if not p.exists():
+        pytest.skip(f"sample {p} not available")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# round trips
+# ---------------------------------------------------------------------------------------------
+
+def test_png8_bundled_sample():
+    r = read_image(DATA / "00000001_000.png")
+    assert (r.bits, r.format, r.pixels.dtype, r.pixels.shape) == (8, "png", np.uint8, (512, 512))
+    f = r.as_float()
+    assert f.dtype == np.float32
+    np.testing.assert_array_equal(f, r.pixels.astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+def test_8bit_round_trip(tmp_path, fmt):
+    a = _sample8()
+    src = tmp_path / f"a.{fmt}"
+    write_image(src, a)
+    r = read_image(src)
+    assert (r.bits, r.format, r.pixels.dtype) == (8, fmt, np.uint8)
+    np.testing.assert_array_equal(r.pixels, a)
+    out = write_image(tmp_path / f"b.{fmt}", r.as_float(), like=r)
+    np.testing.assert_array_equal(read_image(out).pixels, a)
+
+
+def test_png16_is_16bit_even_when_max_is_small(tmp_path):
+    a = _scaled(12)  # max 4095, plain 16-bit PNG without sBIT
+    p = tmp_path / "a16.png"
+    Image.frombytes("I;16", a.shape[::-1], a.astype("<u2").tobytes()).save(p)
+    r = read_image(p)
+    assert (r.bits, r.pixels.dtype) == (16, np.uint16)
+    np.testing.assert_array_equal(r.pixels, a)
+    assert r.as_float().max() == pytest.approx(a.max() / 65535)
+    out = write_image(tmp_path / "o.png", r.pixels, like=r)
+    assert Image.open(out).mode == "I;16"
+    r2 = read_image(out)
+    assert r2.bits == 16
+    np.testing.assert_array_equal(r2.pixels, a)
+
+
+def test_png_full_16bit_round_trip(tmp_path):
+    a = _scaled(16)
+    r = read_image(write_image(tmp_path / "a.png", a, bits=16))
+    assert r.bits == 16 and r.pixels.max() == a.max()
+    np.testing.assert_array_equal(r.pixels, a)
+
+
+def test_png_12bit_uses_sbit_and_round_trips(tmp_path):
+    a = _scaled(12)
+    p = write_image(tmp_path / "a12.png", a, bits=12)
+    raw = np.asarray(Image.open(p))  # stored scaled up to 16 bits, as PNG asks
+    assert raw.max() > 4095
+    r = read_image(p)
+    assert (r.bits, r.pixels.dtype) == (12, np.uint16)
+    np.testing.assert_array_equal(r.pixels, a)
+    np.testing.assert_allclose(r.as_float(), a / 4095, atol=1e-6)
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_tiff_16bit_round_trip(tmp_path, bits):
+    a = _scaled(bits)
+    r = read_image(write_image(tmp_path / "a.tif", a, bits=bits))
+    assert (r.bits, r.format, r.pixels.dtype) == (bits, "tiff", np.uint16)
+    np.testing.assert_array_equal(r.pixels, a)
+    out = read_image(write_image(tmp_path / "b.tiff", r.as_float(), like=r))
+    assert out.bits == bits
+    np.testing.assert_array_equal(out.pixels, a)
+
+
+def test_tiff_16bit_without_metadata_is_16bit(tmp_path):
+    import tifffile
+
+    a = _scaled(12)
+    tifffile.imwrite(tmp_path / "a.tif", a)
+    assert read_image(tmp_path / "a.tif").bits == 16
+
+
+def test_tiff_float_round_trip(tmp_path):
+    a = (_sample8() / 255.0).astype(np.float32)
+    r = read_image(write_image(tmp_path / "f.tif", a))
+    assert (r.bits, r.pixels.dtype) == (32, np.float32)
+    np.testing.assert_array_equal(r.as_float(), a)
+    np.testing.assert_array_equal(read_image(write_image(tmp_path / "g.tif", a, like=r)).pixels, a)
+
+
+def test_jsrt_round_trip(tmp_path):
+    a = np.zeros(xio.JSRT_SHAPE, np.uint16)
+    a[:240, :256] = _scaled(12)
+    a[1000:1010, 5:7] = 4095
+    p = tmp_path / "JPCLN001.IMG"
+    (np.uint16(4095) - a).astype(">u2").tofile(p)  # JSRT stores density: bone dark
+    r = read_image(p)
+    assert (r.bits, r.format, r.pixels.shape) == (12, "jsrt", (2048, 2048))
+    np.testing.assert_array_equal(r.pixels, a)
+    out = write_image(tmp_path / "out.IMG", r.as_float(), like=r)
+    assert out.read_bytes() == p.read_bytes()
+
+
+def test_write_converts_bit_depth_between_formats(tmp_path):
+    a = _scaled(12)
+    r = Radiograph(a, 12, "jsrt")
+    png8 = read_image(write_image(tmp_path / "x.png", a, like=r, bits=8))
+    assert png8.bits == 8
+    np.testing.assert_allclose(png8.as_float(), a / 4095, atol=0.5 / 255 + 1e-6)
+    png = read_image(write_image(tmp_path / "y.png", a, like=r))  # keeps 12 bits
+    assert png.bits == 12
+    np.testing.assert_array_equal(png.pixels, a)
+
+
+def test_write_is_atomic_and_never_overwrites_source(tmp_path):
+    a = _sample8()
+    src = write_image(tmp_path / "s.png", a)
+    before = src.read_bytes()
+    r = read_image(src)
+    with pytest.raises(ValueError, match="source"):
+        write_image(src, 255 - a, like=r)
+    assert src.read_bytes() == before
+    write_image(tmp_path / "o.png", a, like=r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "s.png"]  # no temp files left
+
+
+# ---------------------------------------------------------------------------------------------
+# DICOM
+# ---------------------------------------------------------------------------------------------
+
+def _make_dicom(path, pixels, bits_stored=12, photometric="MONOCHROME2", signed=False,
+                slope=None, intercept=None):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR
+    meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.3.4.5"
+    ds.SeriesInstanceUID = "1.2.3.4.5.6"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "P001"
+    ds.StudyDate = "20240102"
+    ds.AccessionNumber = "A42"
+    ds.Modality = "CR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.WindowCenter = 2048
+    ds.WindowWidth = 4096
+    if slope is not None:
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept or 0
+    ds.PixelData = pixels.astype("<i2" if signed else "<u2").tobytes()
+    ds["PixelData"].VR = "OW"
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(path, write_like_original=False)
+    return path
+
+
+def test_dicom_12bit_read_and_derived_write(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    a = _scaled(12)
+    src = _make_dicom(tmp_path / "src.dcm", a)
+    before = src.read_bytes()
+    r = read_image(src)
+    assert (r.bits, r.format, r.pixels.dtype) == (12, "dicom", np.uint16)
+    assert r.dataset is not None
+    np.testing.assert_array_equal(r.pixels, a)
+
+    params = {"lam": 1.0, "alpha": 1.2, "T": 2}
+    out1 = write_image(tmp_path / "o1.dcm", r.as_float(), like=r, parameters=params)
+    out2 = write_image(tmp_path / "o2.dcm", r.as_float(), like=r, parameters=params)
+    assert src.read_bytes() == before
+    d1, d2 = pydicom.dcmread(out1), pydicom.dcmread(out2)
+    assert d1.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert d1.SOPInstanceUID != r.dataset.SOPInstanceUID
+    assert d1.SeriesInstanceUID != r.dataset.SeriesInstanceUID
+    assert (d1.SOPInstanceUID, d1.SeriesInstanceUID) == (d2.SOPInstanceUID, d2.SeriesInstanceUID)
+    assert d1.file_meta.MediaStorageSOPInstanceUID == d1.SOPInstanceUID
+    assert out1.read_bytes() == out2.read_bytes()  # fully deterministic
+    assert list(d1.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert "lam=1.0" in d1.DerivationDescription and xvert_gpu.__version__ in d1.DerivationDescription
+    assert (d1.BitsStored, d1.BitsAllocated, d1.HighBit) == (12, 16, 11)
+    assert d1.PhotometricInterpretation == "MONOCHROME2"
+    assert str(d1.PatientName) == "Doe^Jane" and d1.PatientID == "P001"
+    assert d1.StudyInstanceUID == "1.2.3.4.5" and d1.AccessionNumber == "A42"
+    assert "WindowCenter" not in d1
+    assert d1.SourceImageSequence[0].ReferencedSOPInstanceUID == "1.2.3.4.5.6.7"
+    np.testing.assert_array_equal(d1.pixel_array, a)
+    back = read_image(out1)
+    assert back.bits == 12
+    np.testing.assert_array_equal(back.pixels, a)
+
+
+def test_dicom_monochrome1_signed_and_rescale(tmp_path):
+    pytest.importorskip("pydicom")
+    a = _scaled(12)
+    m1 = read_image(_make_dicom(tmp_path / "m1.dcm", a, photometric="MONOCHROME1"))
+    np.testing.assert_array_equal(m1.pixels, 4095 - a)
+    assert m1.inverted
+    # signed storage and a rescale with positive slope: same image on [0, 1]
+    s = read_image(_make_dicom(tmp_path / "s.dcm", a.astype(np.int32) - 2048, signed=True,
+                               slope=2.0, intercept=-100))
+    np.testing.assert_array_equal(s.pixels, a)
+    # a negative slope reverses the direction
+    n = read_image(_make_dicom(tmp_path / "n.dcm", a, slope=-1.0, intercept=4095))
+    np.testing.assert_array_equal(n.pixels, 4095 - a)
+
+
+def test_dicom_bits_stored_masks_high_bits(tmp_path):
+    pytest.importorskip("pydicom")
+    a = _scaled(10)
+    r = read_image(_make_dicom(tmp_path / "x.dcm", a | np.uint16(0xF000), bits_stored=10))
+    assert r.bits == 10
+    np.testing.assert_array_equal(r.pixels, a)
+    assert r.as_float().max() <= 1.0
+
+
+def test_dicom_written_from_non_dicom(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    a = _scaled(12)
+    r = Radiograph(a, 12, "png")
+    p = write_image(tmp_path / "x.dcm", a, like=r)
+    d = pydicom.dcmread(p)
+    assert d.BitsStored == 12 and list(d.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    np.testing.assert_array_equal(read_image(p).pixels, a)
+
+
+def test_siim_monochrome1_is_255_minus_monochrome2():
+    pytest.importorskip("pydicom")
+    pytest.importorskip("pylibjpeg")
+    pytest.importorskip("libjpeg")
+    m2 = read_image(_shared("siim_cr_jpeg_baseline.dcm"))
+    m1 = read_image(_shared("siim_cr_monochrome1.dcm"))
+    assert (m2.bits, m1.bits) == (8, 8)
+    assert m2.pixels.shape == (1024, 1024) and m2.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(m1.pixels, 255 - m2.pixels)
+
+
+def test_siim_derived_write(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pylibjpeg")
+    pytest.importorskip("libjpeg")
+    src = _shared("siim_cr_monochrome1.dcm")
+    r = read_image(src)
+    d = pydicom.dcmread(write_image(tmp_path / "o.dcm", r.pixels, like=r))
+    assert d.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert d.PhotometricInterpretation == "MONOCHROME2" and d.BitsStored == 8
+    assert d.SOPInstanceUID != r.dataset.SOPInstanceUID
+    assert d.PatientName == r.dataset.PatientName
+    np.testing.assert_array_equal(d.pixel_array, r.pixels)
+
+
+# ---------------------------------------------------------------------------------------------
+# grey RGB samples
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,fmt", [("h0001.png", "png"), ("16747_3_1.jpg", "jpeg")])
+def test_rgb_equal_channels_read_as_grey(name, fmt):
+    p = _shared(name)
+    r = read_image(p)
+    assert (r.format, r.bits, r.pixels.ndim, r.pixels.dtype) == (fmt, 8, 2, np.uint8)
+    np.testing.assert_array_equal(r.pixels, np.asarray(Image.open(p))[..., 0])
+
+
+def test_rgba_equal_channels_is_grey(tmp_path):
+    a = _sample8(64)
+    rgba = np.dstack([a, a, a, np.full_like(a, 255)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "g.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png").pixels, a)
+
+
+# ---------------------------------------------------------------------------------------------
+# the bad-input corpus: every failure is an ImageReadError naming the file and the reason
+# ---------------------------------------------------------------------------------------------
+
+def _png_header_only(path, w, h):
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def _bad_files(tmp_path):
+    """(name, path, reason regex) for each kind of bad input."""
+    rng = np.random.default_rng(0)
+    a = _sample8(64)
+    good_png = tmp_path / "good.png"
+    Image.fromarray(a).save(good_png)
+    good_jpg = tmp_path / "good.jpg"
+    Image.fromarray(a).save(good_jpg, quality=90)
+    good_tif = tmp_path / "good.tif"
+    import tifffile
+    tifffile.imwrite(good_tif, _scaled(16, 64))
+    cases = []
+
+    def add(name, data, reason):
+        p = tmp_path / name
+        p.write_bytes(data)
+        cases.append((name, p, reason))
+
+    cases.append(("missing.png", tmp_path / "missing.png", "not found"))
+    add("empty.png", b"", "empty")
+    add("trunc.png", good_png.read_bytes()[: good_png.stat().st_size // 2], "truncated|corrupt")
+    add("trunc.jpg", good_jpg.read_bytes()[: good_jpg.stat().st_size // 2], "truncated|corrupt")
+    add("trunc.tif", good_tif.read_bytes()[: good_tif.stat().st_size // 2], "truncated|corrupt")
+    add("corrupt.png", good_png.read_bytes()[:60] + bytes(200) + good_png.read_bytes()[260:],
+        "corrupt|truncated")
+    noise = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    for ext in ("png", "jpg", "tif", "dcm", "IMG"):
+        add(f"random.{ext}", noise, "signature|not a DICOM|JSRT|corrupt")
+    add("image.xyz", good_png.read_bytes()[8:], "unknown")
+    Image.fromarray(np.dstack([a, a // 2, a]), "RGB").save(tmp_path / "colour.png")
+    cases.append(("colour.png", tmp_path / "colour.png", "colour"))
+    Image.fromarray(np.full((1, 1), 7, np.uint8)).save(tmp_path / "one.png")
+    cases.append(("one.png", tmp_path / "one.png", "too small"))
+    Image.fromarray(np.full((1, 50), 7, np.uint8)).save(tmp_path / "line.png")
+    cases.append(("line.png", tmp_path / "line.png", "too small"))
+    cases.append(("huge.png", _png_header_only(tmp_path / "huge.png", 100000, 100000),
+                  "limit|bomb"))
+    cases.append(("big.png", _png_header_only(tmp_path / "big.png", 9000, 9000), "limit|bomb"))
+    for name, arr, reason in [("nan.tif", np.array([[0.5, np.nan], [0.1, 0.2]], np.float32), "NaN"),
+                              ("inf.tif", np.array([[0.5, np.inf], [0.1, 0.2]], np.float32), "Inf"),
+                              ("neg.tif", np.array([[-0.5, 0.1], [0.1, 0.2]], np.float32), r"\[0, 1\]"),
+                              ("over.tif", np.array([[1.5, 0.1], [0.1, 0.2]], np.float32), r"\[0, 1\]")]:
+        tifffile.imwrite(tmp_path / name, arr)
+        cases.append((name, tmp_path / name, reason))
+    add("short.IMG", bytes(2048 * 2048), "truncated JSRT")
+    return cases
+
+
+def test_bad_input_corpus(tmp_path):
+    cases = _bad_files(tmp_path)
+    snapshot = {p: p.read_bytes() for _, p, _ in cases if p.exists()}
+    for name, path, reason in cases:
+        with pytest.raises(ImageReadError) as ei:
+            read_image(path)
+        err = ei.value
+        assert isinstance(err, ValueError)
+        assert str(path) in str(err), name
+        assert err.path == str(path)
+        assert re.search(reason, err.reason), (name, err.reason)
+    for p, data in snapshot.items():  # inputs never modified
+        assert p.read_bytes() == data
+
+
+def test_bad_dicom_corpus(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    a = _scaled(12, 64)
+    good = _make_dicom(tmp_path / "good.dcm", a)
+    ds = pydicom.dcmread(good)
+    del ds.PixelData
+    ds.save_as(tmp_path / "nopix.dcm")
+    ds = pydicom.dcmread(good)
+    ds.Rows, ds.Columns = 60000, 60000
+    ds.save_as(tmp_path / "huge.dcm")
+    data = good.read_bytes()
+    (tmp_path / "trunc.dcm").write_bytes(data[: len(data) - 3000])
+    rgb = pydicom.dcmread(good)
+    col = np.dstack([a, a // 2, a]).astype("<u2")
+    rgb.SamplesPerPixel, rgb.PhotometricInterpretation, rgb.PlanarConfiguration = 3, "RGB", 0
+    rgb.PixelData = col.tobytes()
+    rgb.save_as(tmp_path / "colour.dcm")
+    for name, reason in [("nopix.dcm", "without pixel data"), ("huge.dcm", "limit"),
+                         ("trunc.dcm", "truncated|corrupt"), ("colour.dcm", "colour")]:
+        with pytest.raises(ImageReadError, match=reason) as ei:
+            read_image(tmp_path / name)
+        assert str(tmp_path / name) in str(ei.value)
+
+
+def test_dicom_without_pydicom_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    p = tmp_path / "x.dcm"
+    p.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 100)
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "pydicom" or name.startswith("pydicom."):
+            raise ImportError("no pydicom")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImageReadError, match="pip install"):
+        read_image(p)
+
+
+def test_error_pickles():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(ImageReadError("/x/y.png", "empty file (0 bytes)")))
+    assert (e.path, e.reason, str(e)) == ("/x/y.png", "empty file (0 bytes)",
+                                          "/x/y.png: empty file (0 bytes)")
