@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_quick_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--sizes", "48,64", "--json", str(out), "--device", "cpu"]) == 0
+    assert bench.main(["--quick", "--sizes", "48,64", "--json", str(out), "--device", "cpu", "--no-inference"]) == 0
     data = json.loads(out.read_text())
     assert {"machine", "wls", "preprocess", "command"} <= set(data)
     assert data["machine"]["device"] == "cpu" and "numba" in data["machine"]

@@ -188,6 +188,21 @@ def plot(results: dict, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _inference(args: argparse.Namespace, device: str) -> list[dict]:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        _progress("torch not installed: no inference section")
+        return []
+    from .bench_inference import bench_inference
+
+    size = args.inference_size or (128 if args.quick else 512)
+    default = "1" if args.quick else ("1,8,32" if device == "cuda" else "1,4")
+    batches = [int(b) for b in (args.inference_batches or default).split(",") if b.strip()]
+    compile_ = device == "cuda" if args.compile_ is None else args.compile_
+    return bench_inference(device, size, batches, compile_, progress=_progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xvert_gpu.bench", description=__doc__)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -198,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--direct-max", type=int, default=1024, help="largest size for scipy's direct solve")
     ap.add_argument("--jacobi-max", type=int, default=512, help="largest size for Jacobi-PCG")
     ap.add_argument("--batch", type=int, default=8, help="preprocess batch size")
+    ap.add_argument("--inference-size", type=int, default=None,
+                    help="GL-U-Net input size (default 512; quick: 128)")
+    ap.add_argument("--inference-batches", default=None,
+                    help="comma-separated batch sizes (default 1,8,32 on CUDA, 1,4 on CPU; quick: 1)")
+    ap.add_argument("--compile", dest="compile_", action="store_true", default=None,
+                    help="also time torch.compile (default on CUDA only: slow to compile on a CPU)")
+    ap.add_argument("--no-inference", action="store_true", help="skip the GL-U-Net section")
     args = ap.parse_args(argv)
     default = "256,512" if args.quick else "512,1024"
     try:
@@ -217,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     _progress("preprocess throughput")
     results["preprocess"] = bench_preprocess(device, 2 if args.quick else args.batch,
                                              min(512, max(sizes)), repeats)
+    if not args.no_inference:
+        results["inference"] = _inference(args, device)
     print_table(results)
+    if results.get("inference"):
+        from .bench_inference import print_inference
+        print_inference(results["inference"])
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump(results, fh, indent=2, default=float)
