@@ -1,60 +1,44 @@
-"""The ``xvert-gpu`` command: ``xvert-gpu bench ...`` and ``xvert-gpu preprocess IMAGE... -o DIR``."""
+"""The ``xvert-gpu`` command.
+
+``xvert-gpu bench ...`` is ``python -m xvert_gpu.bench``; every other subcommand
+lives in its own module under :mod:`xvert_gpu.commands` (listed in
+:data:`COMMANDS`), which registers its parser and runs it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
 
-import numpy as np
+COMMANDS = ("preprocess", "train", "enhance", "evaluate")
 
 
-def _preprocess(args: argparse.Namespace) -> int:
-    import tifffile
-    from PIL import Image
-
-    from .preprocess import preprocess
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for path in map(Path, args.images):
+def _modules():
+    for name in COMMANDS:
         try:
-            with Image.open(path) as im:
-                a = np.asarray(im)
-            if a.ndim == 3:
-                if not (a[..., :3] == a[..., :1]).all():
-                    raise ValueError("colour image (channels differ); XVertNet needs a grey radiograph")
-                a = a[..., 0]
-            p = preprocess(a, device=args.device)
-        except Exception as exc:  # one bad file must not stop the others
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        for field in ("xp", "hfc"):
-            target = out / f"{path.stem}_{field}.tif"
-            tmp = target.with_suffix(".tif.part")
-            tifffile.imwrite(tmp, getattr(p, field))
-            tmp.replace(target)
-        print(f"{path}: WLS iterations {p.info[0].iterations} + {p.info[1].iterations}")
-    return 1 if failed else 0
+            yield importlib.import_module(f"xvert_gpu.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"xvert_gpu.commands.{name}":
+                raise  # a missing dependency inside the module is a real error
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="xvert-gpu")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("bench", help="solver and preprocessing throughput (python -m xvert_gpu.bench)",
-                   add_help=False)
-    pp = sub.add_parser("preprocess", help="write Xp and the HFC (float32 TIFF) for each image")
-    pp.add_argument("images", nargs="+")
-    pp.add_argument("-o", "--out", required=True)
-    pp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
         return bench_main(argv[1:])
+    ap = argparse.ArgumentParser(prog="xvert-gpu",
+                                 description="XVertNet spine contrast enhancement for chest X-rays")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub.add_parser("bench", help="solver, inference and end-to-end throughput "
+                                 "(same as python -m xvert_gpu.bench)", add_help=False)
+    runners = {}
+    for module in _modules():
+        parser = module.add_parser(sub)
+        runners[parser.prog.split()[-1]] = module.run
     args = ap.parse_args(argv)
-    return _preprocess(args)
+    return int(runners[args.cmd](args) or 0)
 
 
 if __name__ == "__main__":
