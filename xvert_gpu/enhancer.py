@@ -78,7 +78,7 @@ class Enhancer:
     """
 
     def __init__(self, stages: Sequence[Callable], meta: dict[str, Any], *, device: str = "auto",
-                 precision: str = "auto", tile: int = 1024, overlap: int = 64, batch_size: int = 4):
+                 precision: str = "auto", tile: int = 1024, overlap: int = 128, batch_size: int = 4):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
         if int(batch_size) < 1:

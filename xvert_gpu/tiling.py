@@ -48,10 +48,16 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
 
 
 def _ramp(n: int, start: int, size: int, overlap: int, device, dtype) -> Tensor:
-    """Blend weight along one axis for a tile at ``start``: ramps up/down over the overlap."""
+    """Blend weight along one axis for a tile at ``start``.
+
+    Across an overlap the weight is 0 over the quarter nearest the tile's edge
+    (where zero padding inside the network distorts the output), rises linearly
+    over the middle half and is 1 beyond; the two tiles' weights sum to 1.
+    """
     w = torch.ones(size, device=device, dtype=dtype)
     if overlap > 0:
-        r = (torch.arange(overlap, device=device, dtype=dtype) + 1) / (overlap + 1)
+        d = torch.arange(overlap, device=device, dtype=dtype) + 0.5
+        r = ((d - overlap / 4) / (overlap / 2)).clamp(0, 1)
         if start > 0:
             w[:overlap] = torch.minimum(w[:overlap], r)
         if start + size < n:
