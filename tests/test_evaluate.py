@@ -14,6 +14,17 @@ from xvert_gpu.io import read_image, write_image
 from xvert_gpu.samples import NAMES, load_sample
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_numba_thread():
+    """Run the WLS solves on one Numba thread: they are small here, and on a shared 2-core
+    machine parallel sweeps that wait on busy cores run many times slower."""
+    numba = pytest.importorskip("numba")
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -129,6 +140,19 @@ def test_failing_method_is_reported_per_image(tmp_path, monkeypatch):
     # Table I pairs complete cases only: a.png's two ROIs.
     assert {r["n"] for r in result.table.rows} == {2}
     assert result.proposed == "clahe" and result.n_images == 2
+
+
+def test_undefined_scores_are_kept_out_of_table(tmp_path, monkeypatch):
+    # An inverted output is anticorrelated with the original: its TMQI is undefined (NaN).
+    monkeypatch.setitem(baselines.BASELINES, "farbman", lambda image, **kw: 255 - image)
+    files = [_small_png(tmp_path / "a.png", NAMES[0], (300, 520))]  # ROIs inside: no padding
+    result = evaluate(files, methods=("clahe", "farbman"), out_dir=tmp_path / "out",
+                      progress=False)
+    assert result.ok and len(result.rows) == 2 * 3
+    assert all(np.isnan(r["tmqi"]) for r in result.rows if r["method"] == "farbman")
+    n = {(r["method"], r["measure"]): r["n"] for r in result.table.rows}
+    assert n[("clahe", "tmqi")] == 0 and n[("clahe", "entropy")] == 2
+    assert "NaN" in (tmp_path / "out" / "table1.md").read_text()
 
 
 class _FakeEnhancer:

@@ -305,15 +305,23 @@ def _write_sheet(path: Path, entries: list[dict], columns: Sequence[str]) -> Pat
 # ----------------------------------------------------------------------------------------------
 
 def _complete_cases(rows: list[dict], methods: Sequence[str], dataset: str):
-    """scores[dataset][method][measure] over the ROIs every method scored, paired by position."""
+    """scores[dataset][method][measure] over the ROIs every method scored, paired by position.
+
+    Per measure, ROIs where any method's score is undefined (NaN: TMQI of an output
+    anticorrelated with the original, whose MATLAB value would be complex) are left out too.
+    Returns the scores, the methods present and the ROI keys of the complete cases.
+    """
     by_key: dict[tuple, dict[str, dict]] = {}
     for r in rows:
         by_key.setdefault((r["image"], r["roi"]), {})[r["method"]] = r
     present = [m for m in methods if any(m in d for d in by_key.values())]
     keys = [k for k, d in by_key.items() if all(m in d for m in present)]
-    scores = {dataset: {m: {q: [by_key[k][m][q] for k in keys] for q in MEASURES}
-                        for m in present}}
-    return scores, present, keys
+    scores: dict[str, dict[str, list[float]]] = {m: {} for m in present}
+    for q in MEASURES:
+        kept = [k for k in keys if all(np.isfinite(by_key[k][m][q]) for m in present)]
+        for m in present:
+            scores[m][q] = [by_key[k][m][q] for k in kept]
+    return {dataset: scores}, present, keys
 
 
 def _table_markdown(table: TableOne, dataset: str, n_rois: int, n_images: int,
@@ -322,6 +330,10 @@ def _table_markdown(table: TableOne, dataset: str, n_rois: int, n_images: int,
             f"{n_images} image(s), {n_rois} spine ROI(s) of {ROI_SIZE[1]}x{ROI_SIZE[0]} pixels "
             f"scored by every method (entropy, Tenengrad TC, LPC-SI, TMQI; higher is better). "
             f"Proposed method: {proposed}.")
+    n_used = {r["measure"]: r["n"] for r in table.rows if r["method"] == proposed}
+    if any(n < n_rois for n in n_used.values()):
+        head += (" Fewer ROIs in a measure: outliers (mean ± 1.96 std) removed, or scores that "
+                 "are undefined (NaN in scores.csv) for some method; table1.csv gives n.")
     if failures:
         head += f" {failures} failure(s): see failures.csv."
     return head + "\n\n" + table.markdown
