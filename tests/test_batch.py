@@ -1,0 +1,271 @@
+"""``xvert-gpu enhance`` end to end with a tiny model: formats and bit depths, the bad-input
+corpus, resume/overwrite, refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from batch_helpers import crop, image_files, make_tiny_model, manifest_rows, to_bits
+from xvert_gpu import cli
+from xvert_gpu.io import Radiograph, read_image, write_image
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture
+def enhance(capsys, model):
+    """Run ``xvert-gpu enhance ARGS --model tiny --threads 1`` in this process:
+    (exit code, stdout, stderr). One thread: on 2 busy cores, tiny images are much faster so."""
+
+    def run(*args, model_arg=True, threads="1"):
+        argv = ["enhance", *map(str, args)] + (["--model", str(model)] if model_arg else [])
+        argv += ["--threads", threads] if threads else []
+        rc = cli.main(argv)
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+def dicom_input(path, pixels, bits, patient="P123"):
+    """A derived-DICOM input with a patient ID (uncompressed, ``bits`` stored)."""
+    write_image(path, pixels, bits=bits, format="dicom")
+    rad = read_image(path)
+    rad.dataset.PatientID = patient
+    rad.dataset.PatientName = "Test^Patient"
+    write_image(path.with_suffix(".tmp.dcm"), rad.pixels, like=rad, format="dicom")
+    os.replace(path.with_suffix(".tmp.dcm"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """A small archive of every format and bit depth, plus a non-image file."""
+    import tifffile
+    from PIL import Image
+
+    src = tmp_path_factory.mktemp("archive") / "in"
+    (src / "sub" / "deep").mkdir(parents=True)
+    Image.fromarray(crop(0)).save(src / "a8.png")
+    Image.fromarray(crop(1)).save(src / "sub" / "b.jpg", quality=95)
+    write_image(src / "sub" / "c12.png", to_bits(crop(2), 12), bits=12)
+    write_image(src / "sub" / "c12.tif", to_bits(crop(3), 12), bits=12)
+    dicom_input(src / "sub" / "deep" / "d12.dcm", to_bits(crop(4), 12), 12)
+    write_image(src / "sub" / "deep" / "e16.png", to_bits(crop(5), 16), bits=16)
+    tifffile.imwrite(src / "f32.tif", crop(6).astype(np.float32) / 255)
+    (src / "notes.txt").write_text("not an image")
+    return src
+
+
+EXPECTED = {  # output -> (input, format, bits)
+    "a8.png": ("a8.png", "png", 8),
+    "sub/b.png": ("sub/b.jpg", "png", 8),
+    "sub/c12.png": ("sub/c12.png", "png", 12),
+    "sub/c12.tif": ("sub/c12.tif", "tiff", 12),
+    "sub/deep/d12.dcm": ("sub/deep/d12.dcm", "dicom", 12),
+    "sub/deep/e16.png": ("sub/deep/e16.png", "png", 16),
+    "f32.tif": ("f32.tif", "tiff", 32),
+}
+
+
+def test_mirror_tree_formats_and_bit_depths(archive, enhance, tmp_path, model):
+    out = tmp_path / "out"
+    rc, stdout, stderr = enhance(archive, "-o", out)
+    assert rc == 0, stdout + stderr
+    assert "7 done" in stdout and "0 failed" in stdout and "1 ignored" in stdout
+    assert "notes.txt: not an image" in stdout
+    assert "img/s" in stderr or "s/img" in stderr  # the progress bar
+    assert set(image_files(out)) == set(EXPECTED)
+    for rel, (src_rel, fmt, bits) in EXPECTED.items():
+        src, res = read_image(archive / src_rel), read_image(out / rel)
+        assert (res.format, res.bits, res.shape) == (fmt, bits, src.shape), rel
+        assert res.pixels.dtype == src.pixels.dtype
+        assert not np.array_equal(res.as_float(), src.as_float())  # it was enhanced
+    ds = read_image(out / "sub/deep/d12.dcm").dataset
+    src_ds = read_image(archive / "sub/deep/d12.dcm").dataset
+    assert ds.PatientID == "P123" and ds.StudyInstanceUID == src_ds.StudyInstanceUID
+    assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert ds.SOPInstanceUID != src_ds.SOPInstanceUID
+    rows = manifest_rows(out)
+    identity = rows[str(archive / "a8.png")]["model"]
+    assert "XVertNet" in ds.DerivationDescription and identity in ds.DerivationDescription
+    assert len(rows) == 7 and {r["status"] for r in rows.values()} == {"done"}
+    row = rows[str(archive / "sub/deep/d12.dcm")]
+    assert (row["output"], row["bits"], row["width"], row["height"]) == ("sub/deep/d12.dcm", 12, 96, 64)
+    assert row["out_size"] == (out / "sub/deep/d12.dcm").stat().st_size and len(row["sha256"]) == 64
+    assert not [p for p in out.rglob("*.tmp")]
+
+    # other output formats keep the bit depth too; c12.png and c12.tif now collide
+    out2 = tmp_path / "out2"
+    rc, stdout, _ = enhance(archive / "sub", "-o", out2, "--format", "tiff", "-q")
+    assert rc == 1 and "4 done" in stdout
+    assert (f"{archive / 'sub' / 'c12.tif'}: its output c12.tif is already the output of "
+            f"{archive / 'sub' / 'c12.png'}") in stdout
+    assert {r: read_image(out2 / r).bits for r in ("b.tif", "c12.tif", "deep/d12.tif",
+                                                    "deep/e16.tif")} == \
+        {"b.tif": 8, "c12.tif": 12, "deep/d12.tif": 12, "deep/e16.tif": 16}
+    rc, stdout, _ = enhance(archive / "sub" / "deep", archive / "a8.png", "-o", tmp_path / "out3",
+                            "--format", "dcm", "-q")
+    assert rc == 1
+    assert f"{archive / 'a8.png'}: --format dcm needs a DICOM input" in stdout
+    assert read_image(tmp_path / "out3" / "d12.dcm").bits == 12
+    assert not (tmp_path / "out3" / "a8.dcm").exists()
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_done(tmp_path, enhance):
+    import pydicom
+    import tifffile
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(crop(7)).save(src / "good1.png")
+    write_image(src / "good2.tif", to_bits(crop(8), 12), bits=12)
+    (src / "zero.png").write_bytes(b"")
+    good = (src / "good1.png").read_bytes()
+    (src / "truncated.png").write_bytes(good[: len(good) // 2])
+    (src / "random.png").write_bytes(np.random.default_rng(0).bytes(3000))
+    rgb = np.stack([crop(9), crop(10), crop(11)], axis=-1)
+    Image.fromarray(rgb).save(src / "colour.png")
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(src / "one.png")
+    nan = crop(12).astype(np.float32) / 255
+    nan[3, 4] = np.nan
+    tifffile.imwrite(src / "nan.tif", nan)
+    write_image(src / "nopixels.dcm", crop(13), format="dicom")
+    ds = pydicom.dcmread(src / "nopixels.dcm")
+    del ds.PixelData
+    ds.save_as(src / "nopixels.dcm")
+    notes = tmp_path / "notes.xyz"
+    notes.write_text("hello")
+
+    out = tmp_path / "out"
+    rc, stdout, stderr = enhance(src, notes, "-o", out, "-q", threads=None)  # defaults too
+    assert rc == 1
+    assert "2 done" in stdout and "8 failed" in stdout
+    expected = {"zero.png": "empty file", "truncated.png": "truncated",
+                "random.png": "bad signature", "colour.png": "colour image",
+                "one.png": "too small", "nan.tif": "NaN", "nopixels.dcm": "without pixel data"}
+    for name, reason in expected.items():
+        line = [ln for ln in stdout.splitlines() if ln.strip().startswith(f"{src / name}: ")]
+        assert len(line) == 1 and reason in line[0], (name, stdout)
+        assert f"{src / name}: " in stderr  # reported as it happened too
+    assert f"{notes}: unknown extension '.xyz'" in stdout
+    assert set(image_files(out)) == {"good1.png", "good2.tif"}
+    rows = manifest_rows(out)
+    assert {k: r["status"] for k, r in rows.items()} == {
+        **{str(src / n): "failed" for n in expected}, str(notes): "failed",
+        str(src / "good1.png"): "done", str(src / "good2.tif"): "done"}
+    assert "empty file" in rows[str(src / "zero.png")]["error"]
+
+    # rerun: done files are skipped, failed ones retried (and fail again)
+    rc, stdout, _ = enhance(src, notes, "-o", out, "-q")
+    assert rc == 1 and "0 done, 2 skipped" in stdout and "8 failed" in stdout
+    rows2 = manifest_rows(out)
+    assert rows2[str(src / "zero.png")]["attempts"] == 2 and rows2[str(notes)]["attempts"] == 2
+    assert rows2[str(src / "good1.png")] == rows[str(src / "good1.png")]
+
+
+def test_resume_skips_done_files_and_overwrite_redoes(tmp_path, enhance):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    names = ["x0.png", "x1.png", "sub/x2.png"]
+    for i, n in enumerate(names):
+        Image.fromarray(crop(20 + i)).save(src / n)
+    out = tmp_path / "out"
+    assert enhance(src, "-o", out, "-q")[0] == 0
+    first = manifest_rows(out)
+    first_files = image_files(out)
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in names}
+
+    rc, stdout, _ = enhance(src, "-o", out, "-q")
+    assert rc == 0 and "0 done, 3 skipped" in stdout
+    assert manifest_rows(out) == first  # attempts, timestamps: untouched
+    assert {n: (out / n).stat().st_mtime_ns for n in names} == mtimes
+
+    # a changed input and a deleted output are redone, nothing else
+    Image.fromarray(crop(30)).save(src / "x1.png")
+    (out / "sub" / "x2.png").unlink()
+    rc, stdout, _ = enhance(src, "-o", out, "-q")
+    assert rc == 0 and "2 done, 1 skipped" in stdout
+    rows = manifest_rows(out)
+    assert rows[str(src / "x0.png")] == first[str(src / "x0.png")]
+    assert rows[str(src / "x1.png")]["attempts"] == 2
+    assert rows[str(src / "x1.png")]["sha256"] != first[str(src / "x1.png")]["sha256"]
+    assert (out / "sub" / "x2.png").read_bytes() == first_files["sub/x2.png"]  # deterministic
+
+    # the manifest is relative to OUTDIR: a moved OUTDIR still resumes
+    moved = tmp_path / "moved"
+    shutil.move(out, moved)
+    assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q")[1]
+
+    rc, stdout, _ = enhance(src, "-o", moved, "-q", "--overwrite")
+    assert rc == 0 and "3 done, 0 skipped" in stdout
+    assert all(r["attempts"] >= 2 for r in manifest_rows(moved).values())
+    assert "3 done" in enhance(src, "-o", moved, "-q", "--no-resume")[1]
+    # another output format is another parameter set
+    rc, stdout, _ = enhance(src, "-o", moved, "-q", "--format", "tiff")
+    assert rc == 0 and "3 done" in stdout and (moved / "sub" / "x2.tif").exists()
+    assert manifest_rows(moved)[str(src / "x0.png")]["output"] == "x0.tif"
+
+
+def test_refusals(tmp_path, enhance, model):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(crop(40)).save(src / "a.png")
+    Image.fromarray(crop(41)).save(src / "sub" / "b.png")
+    (src / "old").mkdir()
+    (src / "old" / "keep.txt").write_text("user data")
+    (tmp_path / "afile").write_text("x")
+
+    # usage errors: exit 2, nothing written
+    for args, message in [
+        ((src, "-o", src), "inside OUTDIR"),
+        ((src / "a.png", "-o", src), "inside OUTDIR"),
+        ((src, "-o", tmp_path), "inside OUTDIR"),
+        ((src, "-o", src / "old"), "not output of this command"),
+        ((src, "-o", tmp_path / "afile"), "not a folder"),
+        ((tmp_path / "missing.png", "-o", tmp_path / "o"), "does not exist"),
+    ]:
+        rc, stdout, stderr = enhance(*args, "-q")
+        assert rc == 2 and message in stderr, (args, stderr)
+    rc, _, stderr = enhance(src, "-o", tmp_path / "o", "--model", tmp_path / "nope.pt", "-q",
+                            model_arg=False)
+    assert rc == 2 and "cannot load model" in stderr
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["enhance", str(src), "-o", str(tmp_path / "o"), "--batch-size", "0"])
+    assert exc.value.code == 2
+    assert not (tmp_path / "o").exists() and sorted(os.listdir(src / "old")) == ["keep.txt"]
+
+    # per file: a symlinked folder inside OUTDIR, a foreign file under an output name
+    out = tmp_path / "out"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out.mkdir()
+    os.symlink(outside, out / "sub")
+    (out / "a.png").write_bytes(b"precious")
+    rc, stdout, _ = enhance(src, "-o", out, "-q")
+    assert rc == 1
+    assert f"{src / 'a.png'}: output {out / 'a.png'} exists and was not written by" in stdout
+    assert f"{src / 'sub' / 'b.png'}: cannot write output:" in stdout and "symlink" in stdout
+    assert (out / "a.png").read_bytes() == b"precious" and os.listdir(outside) == []
+    os.unlink(out / "sub")
+    rc, stdout, _ = enhance(src, "-o", out, "-q", "--overwrite")
+    assert rc == 0 and read_image(out / "a.png").shape == (64, 96)
+
+    # OUTDIR inside the input folder: new, then reused; never walked
+    inner = src / "enhanced"
+    assert enhance(src, "-o", inner, "-q")[0] == 0
+    rc, stdout, _ = enhance(src, "-o", inner, "-q")
+    assert rc == 0 and "0 done, 2 skipped" in stdout and "ignored" in stdout
+    assert set(image_files(inner)) == {"a.png", "sub/b.png"}

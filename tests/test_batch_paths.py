@@ -1,0 +1,258 @@
+"""Batch enhancer without a model: planning, formats, safety, manifest, resume, lock, pipeline."""
+
+import os
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from xvert_gpu.batch import UsageError
+from xvert_gpu.batch.formats import output_format, output_name
+from xvert_gpu.batch.manifest import Manifest
+from xvert_gpu.batch.outdir import RunLock, clean_stale
+from xvert_gpu.batch.paths import MANIFEST_NAME, Job, output_path, plan, safe_output
+from xvert_gpu.batch.pipeline import run_local
+from xvert_gpu.batch.resume import REFUSE, RUN, SKIP, decide
+from xvert_gpu.io import write_image
+
+
+def touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_format_mapping():
+    assert output_format("png") == "png"
+    assert output_format("jpeg") == "png"  # lossy 8-bit JPEG is not re-encoded as JPEG
+    assert output_format("tiff") == "tiff"
+    assert output_format("dicom") == "dicom"
+    assert output_format("jsrt") == "jsrt"
+    assert output_format("dicom", "png") == "png"
+    assert output_format("png", "tiff") == "tiff"
+    assert output_format("png", "dcm") == "dicom"
+    with pytest.raises(ValueError):
+        output_format("png", "jpeg")
+    assert output_name("x.PNG", "png", "png") == "x.PNG"
+    assert output_name("x.jpeg", "jpeg", "png") == "x.png"
+    assert output_name("x.tiff", "tiff", "tiff") == "x.tiff"
+    assert output_name("x.dicom", "dicom", "dicom") == "x.dicom"
+    assert output_name("x.dcm", "dicom", "tiff") == "x.tif"
+    assert output_name("x.png", "png", "dicom") == "x.dcm"
+    assert output_name("JPCLN001.IMG", "jsrt", "jsrt") == "JPCLN001.IMG"
+    assert output_name("1.2.840.99", "dicom", "dicom") == "1.2.840.99"
+    assert output_name("1.2.840.99", "dicom", "png") == "1.2.840.99.png"
+
+
+def test_plan_mirrors_tree_and_lists_what_it_ignores(tmp_path):
+    src = tmp_path / "in"
+    touch(src / "a.png")
+    touch(src / "sub" / "b.jpg")
+    touch(src / "sub" / "deep" / "c.tif")
+    touch(src / "sub" / "d.dcm")
+    touch(src / "sub" / "1.2.3.4", b"\0" * 128 + b"DICM" + b"\0" * 10)  # extension-less DICOM
+    touch(src / "notes.txt")
+    touch(src / ".DS_Store")
+    touch(src / "sub" / "._b.png")  # macOS resource fork
+    touch(src / "DICOMDIR", b"\0" * 128 + b"DICM")
+    touch(src / ".hidden" / "e.png")
+    touch(tmp_path / "elsewhere" / "f.png")
+    os.symlink(tmp_path / "elsewhere", src / "link")
+    p = plan([str(src)], tmp_path / "out")
+    rels = {j.rel: j for j in p.jobs}
+    assert set(rels) == {"a.png", "sub/b.png", "sub/deep/c.tif", "sub/d.dcm", "sub/1.2.3.4"}
+    assert rels["sub/b.png"].in_format == "jpeg" and rels["sub/b.png"].out_format == "png"
+    assert rels["sub/1.2.3.4"].in_format == "dicom"
+    assert rels["sub/deep/c.tif"].source == os.path.join(str(src), "sub", "deep", "c.tif")
+    assert rels["a.png"].key == str((src / "a.png").absolute())
+    ignored = {os.path.relpath(path, src): why for path, why in p.ignored}
+    assert set(ignored) == {"notes.txt", ".DS_Store", os.path.join("sub", "._b.png"), "DICOMDIR",
+                            ".hidden", "link"}
+    assert "symlink" in ignored["link"] and "DICOMDIR" in ignored["DICOMDIR"]
+    assert p.rejected == []
+    assert p.outdir == tmp_path.resolve() / "out"
+    # --format tiff renames every output; the jobs keep their order
+    assert [j.rel for j in plan([str(src)], tmp_path / "out", "tiff").jobs] == \
+        ["a.tif", "sub/1.2.3.4.tif", "sub/b.tif", "sub/d.tif", "sub/deep/c.tif"]
+
+
+def test_plan_explicit_files_collisions_and_duplicates(tmp_path):
+    a = touch(tmp_path / "x" / "a.png")
+    b = touch(tmp_path / "y" / "a.png")
+    c = touch(tmp_path / "y" / "a.jpg")
+    notes = touch(tmp_path / "notes.xyz")
+    p = plan([str(a), str(b), str(notes), str(a), str(c)], tmp_path / "out")
+    assert [j.source for j in p.jobs] == [str(a)]
+    reasons = dict(p.rejected)
+    assert "already the output of" in reasons[str(b)] and str(a) in reasons[str(b)]
+    assert "already the output of" in reasons[str(c)]  # a.jpg -> a.png too
+    assert "unknown extension '.xyz'" in reasons[str(notes)]
+
+
+def test_layout_refusals(tmp_path):
+    src = tmp_path / "in"
+    touch(src / "a.png")
+    with pytest.raises(UsageError, match="does not exist"):
+        plan([str(tmp_path / "missing")], tmp_path / "out")
+    with pytest.raises(UsageError, match="inside OUTDIR"):
+        plan([str(src)], src)  # OUTDIR is the input folder
+    with pytest.raises(UsageError, match="inside OUTDIR"):
+        plan([str(src / "a.png")], src)  # the output would be the input
+    with pytest.raises(UsageError, match="inside OUTDIR"):
+        plan([str(src)], tmp_path)  # input folder inside OUTDIR
+    touch(tmp_path / "file")
+    with pytest.raises(UsageError, match="not a folder"):
+        plan([str(src)], tmp_path / "file")
+    # OUTDIR inside the input folder: fine while new or ours, and left out of the walk
+    p = plan([str(src)], src / "enhanced")
+    assert [j.rel for j in p.jobs] == ["a.png"]
+    touch(src / "enhanced" / "a.png")
+    touch(src / "enhanced" / MANIFEST_NAME)
+    assert [j.rel for j in plan([str(src)], src / "enhanced").jobs] == ["a.png"]
+    touch(src / "other" / "b.png")
+    with pytest.raises(UsageError, match="not output of this command"):
+        plan([str(src)], src / "other")
+    # the same through a relative path and "."
+    cwd = os.getcwd()
+    try:
+        os.chdir(src)
+        assert [j.rel for j in plan(["."], "enhanced").jobs] == ["a.png", "other/b.png"]
+    finally:
+        os.chdir(cwd)
+
+
+def test_output_paths_never_escape_outdir(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for bad in ("../x.png", "a/../../x.png", "/etc/x.png", "", "a/b/../../../x.png"):
+        with pytest.raises(ValueError, match="escapes OUTDIR"):
+            output_path(out, bad)
+    assert safe_output(out, "a/b/c.png") == out / "a" / "b" / "c.png"
+    assert (out / "a" / "b").is_dir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, out / "evil")
+    with pytest.raises(ValueError, match="symlink"):
+        safe_output(out, "evil/x.png")
+    with pytest.raises(ValueError, match="symlink"):
+        safe_output(out, "evil/deeper/x.png")
+    assert not (outside / "deeper").exists()
+    os.symlink(outside / "target.png", out / "y.png")
+    with pytest.raises(ValueError, match="symlink"):
+        safe_output(out, "y.png")
+
+
+def test_lock_and_stale_files(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(UsageError, match="another xvert-gpu enhance"):
+            with RunLock(tmp_path):
+                pass
+    with RunLock(tmp_path):  # released
+        pass
+    stale = [touch(tmp_path / ".a.png.k2j3h4_x.tmp"), touch(tmp_path / "sub" / ".b.dcm.abcdefgh.tmp"),
+             touch(tmp_path / "sub" / "c.tif.part")]
+    keep = [touch(tmp_path / "a.png"), touch(tmp_path / "x.part.png"), touch(tmp_path / "notes.tmp"),
+            touch(tmp_path / MANIFEST_NAME)]
+    removed = clean_stale(tmp_path)
+    assert sorted(removed) == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+
+
+def test_manifest_rows(tmp_path):
+    with Manifest(tmp_path / MANIFEST_NAME) as m:
+        run = m.begin_run(["enhance"], "model1", {"format": "same"}, {"workers": 2})
+        m.start("/in/a.png", "a.png", run, "{}", "model1")
+        assert m.get("/in/a.png")["status"] == "running"
+        m.finish("/in/a.png", "failed", {"error": "boom", "size": 3})
+        m.start("/in/a.png", "a.png", run, "{}", "model1")
+        m.finish("/in/a.png", "done", {"size": 3, "sha256": "ab", "out_size": 9})
+        m.reject("/in/b.xyz", run, "unknown extension", "{}", "model1")
+        m.end_run(run, "finished", {"done": 1, "failed": 1})
+        a = m.get("/in/a.png")
+        assert (a["status"], a["attempts"], a["error"], a["sha256"]) == ("done", 2, None, "ab")
+        assert a["first_started"] <= a["started"] <= a["finished"]
+        assert m.owner("a.png")["input"] == "/in/a.png" and m.owner("b.png") is None
+        assert [r["input"] for r in m.rows("failed")] == ["/in/b.xyz"]
+    db = sqlite3.connect(tmp_path / MANIFEST_NAME)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT status, done, failed FROM runs").fetchone() == ("finished", 1, 1)
+
+
+def test_resume_decisions(tmp_path):
+    src = touch(tmp_path / "in" / "a.png", b"abc")
+    out = tmp_path / "out"
+    out.mkdir()
+    job = Job(str(src), str(src.absolute()), "a.png", "png", "png")
+    m = Manifest(out / MANIFEST_NAME)
+    assert decide(job, m, out, "{}", "M") == (RUN, "new")
+    touch(out / "a.png", b"foreign")
+    assert decide(job, m, out, "{}", "M")[0] == REFUSE  # not ours
+    assert decide(job, m, out, "{}", "M", overwrite=True)[0] == RUN
+    m.start(job.key, "a.png", 1, "{}", "M")
+    assert decide(job, m, out, "{}", "M") == (RUN, "running")  # ours (killed run): redo
+    st = src.stat()
+    import hashlib
+    m.finish(job.key, "done", {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "out_size": 7,
+                               "sha256": hashlib.sha256(b"abc").hexdigest()})
+    assert decide(job, m, out, "{}", "M") == (SKIP, "already done")
+    assert decide(job, m, out, "{}", "M", resume=False)[0] == RUN
+    assert decide(job, m, out, "{}", "other model") == (RUN, "another model")
+    assert decide(job, m, out, '{"format": "png"}', "M") == (RUN, "other parameters")
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert decide(job, m, out, "{}", "M") == (SKIP, "already done")
+    src.write_bytes(b"abd")  # same size, new bytes, new mtime: the checksum decides
+    assert decide(job, m, out, "{}", "M") == (RUN, "input changed")
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime are trusted
+    assert decide(job, m, out, "{}", "M") == (SKIP, "already done")
+    src.write_bytes(b"abcd")
+    assert decide(job, m, out, "{}", "M") == (RUN, "input changed")
+    src.write_bytes(b"abc")
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (out / "a.png").write_bytes(b"short")  # output changed
+    assert decide(job, m, out, "{}", "M") == (RUN, "output missing or changed")
+    (out / "a.png").unlink()
+    assert decide(job, m, out, "{}", "M") == (RUN, "output missing or changed")
+    m.close()
+
+
+class FakeEnhancer:
+    """Records the stacks it gets; negates uint8 images; fails on images whose first pixel is 13."""
+
+    def __init__(self):
+        self.calls = []
+
+    def enhance(self, stack, bits=None):
+        self.calls.append((stack.shape, stack.dtype.str, bits))
+        if (stack[:, 0, 0] == 13).any():
+            raise FloatingPointError("bad image")
+        return (255 - stack).astype(stack.dtype)
+
+
+def test_pipeline_groups_batches_deterministically(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shapes = [(8, 10), (8, 10), (6, 10), (8, 10), (8, 10), (6, 10), (8, 10), (8, 12)]
+    jobs = []
+    for i, shape in enumerate(shapes):
+        img = np.full(shape, 40 + i, np.uint8)
+        if i == 3:
+            img[0, 0] = 13
+        write_image(src / f"{i}.png", img)
+        jobs.append(Job(str(src / f"{i}.png"), str(src / f"{i}.png"), f"{i}.png", "png", "png"))
+    jobs.insert(2, Job(str(src / "missing.png"), str(src / "missing.png"), "missing.png", "png",
+                       "png"))
+    enh = FakeEnhancer()
+    started, results = [], []
+    run_local(enh, jobs, str(tmp_path / "out"), batch_size=3, workers=2,
+              on_start=lambda j: started.append(j.rel), on_result=results.append)
+    assert started == [j.rel for j in jobs]
+    status = {r.source.rsplit("/", 1)[-1]: (r.status, r.error) for r in results}
+    assert status["missing.png"] == ("failed", "file not found")
+    assert status["3.png"][0] == "failed" and "enhancement failed" in status["3.png"][1]
+    assert all(status[f"{i}.png"][0] == "done" for i in range(8) if i != 3)
+    # stacks: (0, 1, 3) fails and is retried one by one; (4, 6) and the rest are flushed at the end
+    assert [c[0][0] for c in enh.calls] == [3, 1, 1, 1, 2, 2, 1]
+    assert all(c[2] == 8 for c in enh.calls)
+    from xvert_gpu.io import read_image
+    assert (read_image(tmp_path / "out" / "6.png").pixels == 255 - 46).all()

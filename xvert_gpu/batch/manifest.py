@@ -1,0 +1,215 @@
+"""The run manifest: one SQLite database in OUTDIR that records every input file.
+
+``OUTDIR/xvert_manifest.sqlite`` (WAL journal; written by one process, the one that runs the
+command: with Dask the client, never the workers). Table ``files`` has one row per input file,
+keyed by its absolute path:
+
+=============  ==============================================================================
+input          absolute input path (key)
+output         output path relative to OUTDIR
+status         ``running`` (started, not finished: a killed run), ``done`` or ``failed``
+size,          size, modification time (ns) and SHA-256 of the input as it was read
+mtime_ns,
+sha256
+params         JSON of the parameters that shape the output (output format, toolkit version)
+model          :attr:`xvert_gpu.enhancer.Enhancer.identity` (weights and chain settings)
+error          why the last attempt failed (``None`` when done)
+attempts       how many times the file was started (planned-and-rejected counts as one)
+first_started, unix times: first attempt, last attempt, end of last attempt, its duration
+started,
+finished,
+seconds
+in_format, …   input and output format, bit depth, width, height, output size and SHA-256,
+               the worker (``host:pid`` or Dask worker address), the run id
+=============  ==============================================================================
+
+Table ``runs`` has one row per invocation (argv, model, settings, counts, status
+``running``/``finished``/``interrupted``).
+
+A row becomes ``done`` only after the output file has been renamed into place, so a ``done``
+row always has a complete output. Resume semantics live in :mod:`xvert_gpu.batch.resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Manifest", "SCHEMA_VERSION", "RESULT_FIELDS"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    input TEXT PRIMARY KEY,
+    output TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    size INTEGER,
+    mtime_ns INTEGER,
+    sha256 TEXT,
+    params TEXT,
+    model TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_started REAL,
+    started REAL,
+    finished REAL,
+    seconds REAL,
+    in_format TEXT,
+    out_format TEXT,
+    bits INTEGER,
+    width INTEGER,
+    height INTEGER,
+    out_size INTEGER,
+    out_sha256 TEXT,
+    worker TEXT,
+    run INTEGER
+);
+CREATE INDEX IF NOT EXISTS files_output ON files (output);
+CREATE INDEX IF NOT EXISTS files_status ON files (status);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL,
+    finished REAL,
+    argv TEXT,
+    model TEXT,
+    params TEXT,
+    settings TEXT,
+    status TEXT,
+    done INTEGER,
+    skipped INTEGER,
+    failed INTEGER,
+    ignored INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+#: Columns a finished attempt may set (see :meth:`Manifest.finish`).
+RESULT_FIELDS = ("size", "mtime_ns", "sha256", "error", "seconds", "in_format", "out_format",
+                 "bits", "width", "height", "out_size", "out_sha256", "worker")
+
+
+class Manifest:
+    """The manifest database of one OUTDIR.
+
+    Parameters
+    ----------
+    path : path
+        The database file (created if missing).
+
+    Notes
+    -----
+    Every method commits at once: a row's state on disk is always the last thing that
+    happened to the file. Use from one thread only.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(str(self.path), timeout=30.0)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        with self.conn:
+            self.conn.executescript(_SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: manifest schema {row[0]} is newer than this "
+                                   f"xvert_gpu understands ({SCHEMA_VERSION})")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Manifest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, key: str) -> sqlite3.Row | None:
+        """The row of input ``key`` (absolute path), or None."""
+        return self.conn.execute("SELECT * FROM files WHERE input = ?", (key,)).fetchone()
+
+    def owner(self, output: str) -> sqlite3.Row | None:
+        """A row whose output is ``output`` (relative to OUTDIR), or None."""
+        return self.conn.execute("SELECT * FROM files WHERE output = ? LIMIT 1",
+                                 (output,)).fetchone()
+
+    def rows(self, status: str | None = None) -> list[sqlite3.Row]:
+        """All rows (optionally of one status), by input path."""
+        if status is None:
+            return self.conn.execute("SELECT * FROM files ORDER BY input").fetchall()
+        return self.conn.execute("SELECT * FROM files WHERE status = ? ORDER BY input",
+                                 (status,)).fetchall()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def begin_run(self, argv: list[str], model: str, params: Mapping[str, Any],
+                  settings: Mapping[str, Any]) -> int:
+        """Record the start of an invocation; returns its id."""
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO runs (started, argv, model, params, settings, status) "
+                "VALUES (?, ?, ?, ?, ?, 'running')",
+                (time.time(), json.dumps(list(argv)), model, json.dumps(dict(params), sort_keys=True),
+                 json.dumps(dict(settings), sort_keys=True, default=str)))
+        return int(cur.lastrowid)
+
+    def end_run(self, run: int, status: str, counts: Mapping[str, int]) -> None:
+        """Record the end of an invocation with its counts (done, skipped, failed, ignored)."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE runs SET finished = ?, status = ?, done = ?, skipped = ?, failed = ?, "
+                "ignored = ? WHERE id = ?",
+                (time.time(), status, counts.get("done", 0), counts.get("skipped", 0),
+                 counts.get("failed", 0), counts.get("ignored", 0), run))
+
+    # -- files ------------------------------------------------------------------------------
+
+    def start(self, key: str, output: str, run: int, params: str, model: str) -> None:
+        """Mark input ``key`` as started (``running``, one more attempt)."""
+        now = time.time()
+        with self.conn:
+            self.conn.execute(
+                """INSERT INTO files (input, output, status, params, model, attempts,
+                                      first_started, started, run)
+                   VALUES (?, ?, 'running', ?, ?, 1, ?, ?, ?)
+                   ON CONFLICT (input) DO UPDATE SET
+                       output = excluded.output, status = 'running', params = excluded.params,
+                       model = excluded.model, error = NULL, attempts = attempts + 1,
+                       started = excluded.started, finished = NULL, run = excluded.run""",
+                (key, output, params, model, now, now, run))
+
+    def finish(self, key: str, status: str, result: Mapping[str, Any],
+               model: str | None = None) -> None:
+        """Record the end of the current attempt: ``status`` "done" or "failed".
+
+        ``result`` may hold any of :data:`RESULT_FIELDS`; ``model`` replaces the row's model
+        identity (a Dask worker reports the identity it actually ran).
+        """
+        if status not in ("done", "failed"):
+            raise ValueError(f"status must be 'done' or 'failed'; got {status!r}")
+        cols = [c for c in RESULT_FIELDS if c in result]
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        values = [result[c] for c in cols]
+        if status == "done" and "error" not in cols:
+            sets += (", " if sets else "") + "error = NULL"
+        if model is not None:
+            sets += ", model = ?"
+            values.append(model)
+        with self.conn:
+            self.conn.execute(f"UPDATE files SET status = ?, finished = ?{', ' if sets else ''}"
+                              f"{sets} WHERE input = ?",
+                              [status, time.time(), *values, key])
+
+    def reject(self, key: str, run: int, reason: str, params: str, model: str) -> None:
+        """Record a file that was refused before it was started (one attempt, ``failed``)."""
+        self.start(key, "", run, params, model)
+        self.finish(key, "failed", {"error": reason})

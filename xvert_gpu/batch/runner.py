@@ -1,0 +1,156 @@
+"""One batch run from start to end: :func:`enhance_archive`.
+
+Order of events: check the settings and the layout and plan the files (nothing written yet,
+any problem is a :class:`UsageError`); load the model (or start the Dask cluster and ask a
+worker for the model identity); create OUTDIR, take its lock, delete stale temporary files,
+open the manifest; record the rejected files, decide for every planned file (skip, run or
+refuse, :mod:`xvert_gpu.batch.resume`); run the rest locally or on Dask; close the run's
+manifest row and return the :class:`Summary`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import __version__
+from .errors import UsageError
+from .manifest import Manifest
+from .options import BatchOptions, default_workers
+from .outdir import RunLock, clean_stale
+from .paths import MANIFEST_NAME, Job, plan
+from .report import Progress, Summary
+from .resume import REFUSE, SKIP, decide
+from .threads import limit_threads
+from .work import Result, derivation
+
+__all__ = ["enhance_archive"]
+
+
+class _Local:
+    """The local executor: an Enhancer in this process."""
+
+    def __init__(self, opts: BatchOptions):
+        from ..enhancer import Enhancer
+
+        self._restore = limit_threads(opts.threads)
+        try:
+            probe = Enhancer.from_pretrained(opts.model, device=opts.device)
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            self._restore()
+            raise UsageError(f"cannot load model {opts.model!r}: {exc}") from None
+        bs = opts.batch_size or (8 if probe.device == "cuda" else 1)
+        self.enhancer = Enhancer(probe.stages, probe.meta, device=opts.device, batch_size=bs)
+        self.identity = self.enhancer.identity
+        self.batch_size = bs
+        self.workers = opts.workers or default_workers()
+
+    def run(self, jobs: list[Job], outdir: str, on_start, on_result) -> None:
+        from .pipeline import run_local
+
+        run_local(self.enhancer, jobs, outdir, batch_size=self.batch_size, workers=self.workers,
+                  parameters=derivation(self.enhancer), on_start=on_start, on_result=on_result)
+
+    def close(self) -> None:
+        self._restore()  # leave an embedding process as it was
+
+
+def _executor(opts: BatchOptions):
+    if opts.dask:
+        from .distributed import DaskRunner
+
+        return DaskRunner(opts.dask, opts.model, opts.device, opts.threads,
+                          opts.workers or default_workers(), opts.retries)
+    return _Local(opts)
+
+
+def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary:
+    """Enhance every image of ``opts.inputs`` into ``opts.outdir``.
+
+    Parameters
+    ----------
+    opts : BatchOptions
+    stream : file, optional
+        Progress bar and failure lines (default stderr).
+
+    Returns
+    -------
+    Summary
+        ``summary.exit_code`` is 0 when no file failed, else 1.
+
+    Raises
+    ------
+    UsageError
+        When the run cannot start (nothing has been processed then).
+    """
+    t0 = time.perf_counter()
+    opts.validate()
+    the_plan = plan(list(opts.inputs), opts.outdir, opts.format)
+    outdir = the_plan.outdir
+    summary = Summary(ignored=list(the_plan.ignored))
+    params = json.dumps({"format": opts.format, "xvert_gpu": __version__}, sort_keys=True)
+    executor = _executor(opts)
+    with contextlib.ExitStack() as stack:
+        stack.callback(executor.close)
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create OUTDIR {opts.outdir}: {exc}") from None
+        stack.enter_context(RunLock(outdir))
+        summary.stale_removed = len(clean_stale(outdir))
+        manifest = stack.enter_context(Manifest(outdir / MANIFEST_NAME))
+        summary.manifest = str(outdir / MANIFEST_NAME)
+        model = executor.identity
+        settings = {"model": opts.model, "device": opts.device, "dask": opts.dask,
+                    "batch_size": getattr(executor, "batch_size", 1),
+                    "workers": opts.workers, "threads": opts.threads, "resume": opts.resume,
+                    "overwrite": opts.overwrite}
+        run = manifest.begin_run(opts.argv, model, json.loads(params), settings)
+
+        def fail(source: str, key: str, reason: str) -> None:
+            manifest.reject(key, run, reason, params, model)
+            summary.failed.append((source, reason))
+
+        for source, reason in the_plan.rejected:
+            fail(source, str(Path(source).absolute()), reason)
+        todo = []
+        for job in the_plan.jobs:
+            action, reason = decide(job, manifest, outdir, params, model,
+                                    resume=opts.resume, overwrite=opts.overwrite)
+            if action == SKIP:
+                summary.skipped += 1
+            elif action == REFUSE:
+                fail(job.source, job.key, reason)
+            else:
+                todo.append(job)
+        for source, reason in summary.failed:
+            print(f"{source}: {reason}", file=stream or sys.stderr, flush=True)
+        progress = Progress(len(todo), quiet=opts.quiet, stream=stream)
+
+        def on_start(job: Job) -> None:
+            manifest.start(job.key, job.rel, run, params, model)
+
+        def on_result(result: Result) -> None:
+            manifest.finish(result.key, result.status, {**result.fields, "error": result.error},
+                            model=result.model)
+            if result.status == "done":
+                summary.done += 1
+            else:
+                summary.failed.append((result.source, result.error or "unknown error"))
+            progress.update(result.status == "done", result.source, result.error or "")
+
+        status = "interrupted"
+        try:
+            executor.run(todo, str(outdir), on_start, on_result)
+            status = "finished"
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            progress.close()
+            summary.seconds = time.perf_counter() - t0
+            manifest.end_run(run, status, summary.counts())
+    return summary

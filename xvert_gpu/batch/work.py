@@ -1,0 +1,167 @@
+"""The steps of one file, shared by the local pipeline and the Dask workers.
+
+:func:`load` (hash + decode), :func:`enhance_group` (the network on a stack of equal-shape
+images), :func:`save` (encode + atomic write). None of them raises for a problem with one
+file: :func:`load` and :func:`save` return a failed :class:`Result`, :func:`enhance_group`
+returns the exception in the place of that image. A :class:`Result` is a small picklable
+record, what a Dask worker sends back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import ImageReadError, ImageWriteError, Radiograph, read_image, write_image
+from .paths import Job, safe_output
+
+__all__ = ["Loaded", "Result", "load", "group_key", "enhance_group", "save", "derivation",
+           "worker_name", "METHOD"]
+
+#: Method name written into derived DICOMs' DerivationDescription.
+METHOD = "XVertNet"
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Result:
+    """How one file ended: ``status`` "done" or "failed", ``error`` the reason if failed.
+
+    ``fields`` holds manifest columns (:data:`xvert_gpu.batch.manifest.RESULT_FIELDS`);
+    ``model`` the identity of the Enhancer that ran it (None if none ran).
+    """
+
+    key: str
+    source: str
+    status: str
+    error: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+
+@dataclass
+class Loaded:
+    """A decoded input with what the manifest records about it."""
+
+    job: Job
+    radiograph: Radiograph
+    fields: dict[str, Any]
+    started: float
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (ImageReadError, ImageWriteError)):
+        return exc.reason
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return f"{type(exc).__name__}: {exc}"
+
+
+def load(job: Job) -> Loaded | Result:
+    """Hash and decode ``job``'s input; a failed :class:`Result` if that is impossible."""
+    t0 = time.perf_counter()
+    fields: dict[str, Any] = {"in_format": job.in_format, "out_format": job.out_format,
+                              "worker": worker_name()}
+    try:
+        st = os.stat(job.source)
+        fields.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        h = hashlib.sha256()
+        with open(job.source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        fields["sha256"] = h.hexdigest()
+        rad = read_image(job.source)
+    except BaseException as exc:  # noqa: BLE001 - one bad file must not stop the run
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        fields["seconds"] = time.perf_counter() - t0
+        return Result(job.key, job.source, "failed", _reason(exc), fields)
+    fields.update(in_format=rad.format, bits=rad.bits, height=int(rad.shape[0]),
+                  width=int(rad.shape[1]))
+    if job.out_format == "dicom" and rad.format != "dicom":
+        fields["seconds"] = time.perf_counter() - t0
+        return Result(job.key, job.source, "failed",
+                      f"--format dcm needs a DICOM input to derive from (this is {rad.format}); "
+                      "a DICOM without the source's patient and study attributes would be an "
+                      "orphan; use --format same, png or tiff for it", fields)
+    return Loaded(job, rad, fields, t0)
+
+
+def group_key(item: Loaded) -> tuple:
+    """Images with equal keys can be enhanced as one stack: (shape, dtype, bits)."""
+    px = item.radiograph.pixels
+    return (px.shape, px.dtype.str, item.radiograph.bits)
+
+
+def enhance_group(enhancer: Any, items: list[Loaded]) -> list[np.ndarray | BaseException]:
+    """Enhance images of one :func:`group_key` as one stack.
+
+    Returns, per image, the enhanced pixels (the input's dtype and bit depth) or the exception
+    that stopped it. When the stack fails, each image is retried alone, so one bad image does
+    not fail its batch companions.
+    """
+    rad = items[0].radiograph
+    bits = None if rad.pixels.dtype.kind == "f" else rad.bits
+    try:
+        stack = np.stack([it.radiograph.pixels for it in items])
+        out = enhancer.enhance(stack, bits=bits)
+        return [out[i] for i in range(len(items))]
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        if len(items) == 1:
+            return [exc]
+    results: list[np.ndarray | BaseException] = []
+    for it in items:
+        results.extend(enhance_group(enhancer, [it]))
+    return results
+
+
+def derivation(enhancer: Any) -> dict[str, Any]:
+    """Parameters named in a derived DICOM's DerivationDescription."""
+    p = enhancer.params
+    return {"model": enhancer.identity, "T": p.steps, "lambda": p.lam, "alpha": p.alpha,
+            "eps": p.eps, "delta": p.delta, "stretch": f"{p.low}-{p.high} percentiles"}
+
+
+def save(item: Loaded, pixels: np.ndarray | BaseException, outdir: str | os.PathLike,
+         parameters: dict[str, Any] | None = None) -> Result:
+    """Write the enhanced ``pixels`` of ``item`` to its output (atomically); a :class:`Result`.
+
+    ``pixels`` may be the exception :func:`enhance_group` returned: then the result is failed.
+    """
+    job, fields = item.job, dict(item.fields)
+    fields["worker"] = worker_name()
+    if isinstance(pixels, BaseException):
+        fields["seconds"] = time.perf_counter() - item.started
+        return Result(job.key, job.source, "failed", f"enhancement failed: {_reason(pixels)}",
+                      fields)
+    try:
+        target = safe_output(outdir, job.rel)
+        write_image(target, pixels, like=item.radiograph, format=job.out_format,
+                    method=METHOD, parameters=parameters)
+        data = Path(target).read_bytes()
+        fields.update(out_size=len(data), out_sha256=hashlib.sha256(data).hexdigest())
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        fields["seconds"] = time.perf_counter() - item.started
+        return Result(job.key, job.source, "failed", f"cannot write output: {_reason(exc)}",
+                      fields)
+    fields["seconds"] = time.perf_counter() - item.started
+    return Result(job.key, job.source, "done", None, fields)
