@@ -1,4 +1,4 @@
-"""The evaluation report: the paper's four measures on the spine ROIs, Table I and comparison sheets.
+"""The evaluation report: the four measures on the spine ROIs, Table I, comparison sheets.
 
 >>> result = evaluate(["film1.png", "jsrt/"], methods=("clahe", "farbman"),
 ...                   out_dir="report")                                  # doctest: +SKIP
