@@ -11,7 +11,7 @@ import pytest
 
 from batch_helpers import crop, image_files, make_tiny_model, manifest_rows, to_bits
 from xvert_gpu import cli
-from xvert_gpu.io import Radiograph, read_image, write_image
+from xvert_gpu.io import read_image, write_image
 
 
 @pytest.fixture(scope="module")
@@ -202,14 +202,26 @@ def test_resume_skips_done_files_and_overwrite_redoes(tmp_path, enhance):
     assert rows[str(src / "x1.png")]["sha256"] != first[str(src / "x1.png")]["sha256"]
     assert (out / "sub" / "x2.png").read_bytes() == first_files["sub/x2.png"]  # deterministic
 
-    # the manifest is relative to OUTDIR: a moved OUTDIR still resumes
+    # the manifest's outputs are relative to OUTDIR: a moved OUTDIR still resumes; so does a
+    # moved archive (same bytes, new paths)
     moved = tmp_path / "moved"
     shutil.move(out, moved)
     assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q")[1]
+    shutil.move(src, tmp_path / "in2")
+    src = tmp_path / "in2"
+    assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q")[1]
+    assert set(manifest_rows(moved)) == {str(src / n) for n in names}
+    # a different archive with the same names is not mixed into it
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(crop(31)).save(other / "x0.png")
+    rc, stdout, _ = enhance(other, "-o", moved, "-q")
+    assert rc == 1 and f"holds the enhanced {src / 'x0.png'}" in stdout
 
     rc, stdout, _ = enhance(src, "-o", moved, "-q", "--overwrite")
     assert rc == 0 and "3 done, 0 skipped" in stdout
-    assert all(r["attempts"] >= 2 for r in manifest_rows(moved).values())
+    rows = manifest_rows(moved)
+    assert all(rows[str(src / n)]["attempts"] >= 2 for n in names)
     assert "3 done" in enhance(src, "-o", moved, "-q", "--no-resume")[1]
     # another output format is another parameter set
     rc, stdout, _ = enhance(src, "-o", moved, "-q", "--format", "tiff")
@@ -269,3 +281,29 @@ def test_refusals(tmp_path, enhance, model):
     rc, stdout, _ = enhance(src, "-o", inner, "-q")
     assert rc == 0 and "0 done, 2 skipped" in stdout and "ignored" in stdout
     assert set(image_files(inner)) == {"a.png", "sub/b.png"}
+
+
+XRAY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "xray")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(XRAY), reason="no /work/shared/data/xray")
+def test_real_dicoms_give_derived_dicoms(tmp_path, enhance):
+    """SIIM CR films (JPEG baseline, one MONOCHROME1): derived 8-bit MONOCHROME2 DICOMs."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("siim_cr_jpeg_baseline.dcm", "siim_cr_monochrome1.dcm"):
+        shutil.copy(os.path.join(XRAY, name), src / name)
+    out = tmp_path / "out"
+    rc, stdout, _ = enhance(src, "-o", out, "-q")
+    assert rc == 0 and "2 done" in stdout, stdout
+    for name in ("siim_cr_jpeg_baseline.dcm", "siim_cr_monochrome1.dcm"):
+        source, result = read_image(src / name), read_image(out / name)
+        assert (result.bits, result.shape, result.inverted) == (8, source.shape, False)
+        ds = result.dataset
+        assert ds.PhotometricInterpretation == "MONOCHROME2"
+        assert ds.PatientID == source.dataset.PatientID
+        assert not ds.file_meta.TransferSyntaxUID.is_compressed
+        assert ds.SOPInstanceUID != source.dataset.SOPInstanceUID
+        assert ds.StudyInstanceUID == source.dataset.StudyInstanceUID
+        assert "XVertNet" in ds.DerivationDescription

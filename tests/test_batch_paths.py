@@ -2,7 +2,6 @@
 
 import os
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -213,6 +212,37 @@ def test_resume_decisions(tmp_path):
     assert decide(job, m, out, "{}", "M") == (RUN, "output missing or changed")
     (out / "a.png").unlink()
     assert decide(job, m, out, "{}", "M") == (RUN, "output missing or changed")
+    m.close()
+
+
+def test_resume_when_another_input_owns_the_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = touch(tmp_path / "old" / "a.png", b"abc")
+    m = Manifest(out / MANIFEST_NAME)
+    st = old.stat()
+    import hashlib
+    m.start(str(old), "a.png", 1, "{}", "M")
+    touch(out / "a.png", b"output")
+    m.finish(str(old), "done", {"size": 3, "mtime_ns": st.st_mtime_ns, "out_size": 6,
+                                "sha256": hashlib.sha256(b"abc").hexdigest()})
+    # the archive was moved: same bytes at a new path -> skipped, the row follows the file
+    moved = touch(tmp_path / "new" / "a.png", b"abc")
+    job = Job(str(moved), str(moved), "a.png", "png", "png")
+    assert decide(job, m, out, "{}", "M") == (SKIP, f"already done (as {old})")
+    assert m.get(str(old)) is None and m.get(str(moved))["status"] == "done"
+    assert m.get(str(moved))["mtime_ns"] == moved.stat().st_mtime_ns
+    assert decide(job, m, out, "{}", "M") == (SKIP, "already done")
+    # a different image under the same output name -> refused, unless --overwrite
+    other = touch(tmp_path / "other" / "a.png", b"xyz")
+    job2 = Job(str(other), str(other), "a.png", "png", "png")
+    action, reason = decide(job2, m, out, "{}", "M")
+    assert action == REFUSE and f"holds the enhanced {moved}" in reason
+    assert decide(job2, m, out, "{}", "M", overwrite=True)[0] == RUN
+    m.start(job2.key, "a.png", 2, "{}", "M")  # the other row loses its output
+    lost = m.get(str(moved))
+    assert lost["status"] == "failed" and lost["output"] == "" and str(other) in lost["error"]
+    assert decide(job, m, out, "{}", "M")[0] == REFUSE  # and cannot take it back silently
     m.close()
 
 

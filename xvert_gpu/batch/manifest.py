@@ -6,7 +6,8 @@ keyed by its absolute path:
 
 =============  ==============================================================================
 input          absolute input path (key)
-output         output path relative to OUTDIR
+output         output path relative to OUTDIR (empty for a file refused before it started, and
+               for one whose output name another input took over with ``--overwrite``)
 status         ``running`` (started, not finished: a killed run), ``done`` or ``failed``
 size,          size, modification time (ns) and SHA-256 of the input as it was read
 mtime_ns,
@@ -15,9 +16,9 @@ params         JSON of the parameters that shape the output (output format, tool
 model          :attr:`xvert_gpu.enhancer.Enhancer.identity` (weights and chain settings)
 error          why the last attempt failed (``None`` when done)
 attempts       how many times the file was started (planned-and-rejected counts as one)
-first_started, unix times: first attempt, last attempt, end of last attempt, its duration
-started,
-finished,
+first_started, unix times: first attempt, last attempt, end of last attempt; ``seconds``
+started,       is the last attempt's wall time from the start of reading to the end of
+finished,      writing (time waiting in the pipeline's queues included)
 seconds
 in_format, …   input and output format, bit depth, width, height, output size and SHA-256,
                the worker (``host:pid`` or Dask worker address), the run id
@@ -174,9 +175,18 @@ class Manifest:
     # -- files ------------------------------------------------------------------------------
 
     def start(self, key: str, output: str, run: int, params: str, model: str) -> None:
-        """Mark input ``key`` as started (``running``, one more attempt)."""
+        """Mark input ``key`` as started (``running``, one more attempt).
+
+        Another input's row with the same output loses it (becomes ``failed``, saying so): its
+        output file is about to be replaced.
+        """
         now = time.time()
         with self.conn:
+            if output:
+                self.conn.execute(
+                    "UPDATE files SET status = 'failed', error = ?, output = '' "
+                    "WHERE output = ? AND input != ?",
+                    (f"its output {output} was replaced by the output of {key}", output, key))
             self.conn.execute(
                 """INSERT INTO files (input, output, status, params, model, attempts,
                                       first_started, started, run)
@@ -208,6 +218,14 @@ class Manifest:
             self.conn.execute(f"UPDATE files SET status = ?, finished = ?{', ' if sets else ''}"
                               f"{sets} WHERE input = ?",
                               [status, time.time(), *values, key])
+
+    def rekey(self, old: str, new: str, size: int, mtime_ns: int) -> None:
+        """Move row ``old`` to input path ``new`` (the same file, moved), replacing any row of
+        ``new``; ``size`` and ``mtime_ns`` are the file's at its new place."""
+        with self.conn:
+            self.conn.execute("DELETE FROM files WHERE input = ?", (new,))
+            self.conn.execute("UPDATE files SET input = ?, size = ?, mtime_ns = ? WHERE input = ?",
+                              (new, size, mtime_ns, old))
 
     def reject(self, key: str, run: int, reason: str, params: str, model: str) -> None:
         """Record a file that was refused before it was started (one attempt, ``failed``)."""

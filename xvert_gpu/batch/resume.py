@@ -16,9 +16,13 @@
     the manifest does not know them.
 
 Without ``--overwrite`` an output file that already exists is replaced only when the manifest
-records it as an output of this command (any row, e.g. of a run killed between the rename and
-the manifest update); an unknown file of that name (not written by this command) is left alone
-and its input is reported as failed.
+records it as the output of the same input (a failed or killed attempt, an older model...). A file
+the manifest does not know (not written by this command) is left alone and its input reported as
+failed. A file the manifest records as the output of *another* input path is either the same
+file moved (an archive moved or renamed since: same SHA-256, done and current, so the row moves
+to the new path and the file is skipped) or a different image under the same output name (a
+second archive sent to the same OUTDIR: refused, so that one input's output never silently
+replaces another's).
 """
 
 from __future__ import annotations
@@ -44,12 +48,28 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _stale(job: Job, row, out: Path, params: str, model: str) -> str | None:
+    """Why a ``done`` row does not cover ``job`` any more (None: it does)."""
+    if row["output"] != job.rel:
+        return "output path changed"
+    if row["model"] != model:
+        return "another model"
+    if row["params"] != params:
+        return "other parameters"
+    if not out.is_file() or (row["out_size"] is not None and out.stat().st_size != row["out_size"]):
+        return "output missing or changed"
+    if not _unchanged(job, row):
+        return "input changed"
+    return None
+
+
 def _unchanged(job: Job, row) -> bool:
+    """The input is the one the row recorded (size and mtime equal, else equal SHA-256)."""
     try:
         st = os.stat(job.source)
     except OSError:
         return False
-    if st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]:
+    if job.key == row["input"] and st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]:
         return True
     try:
         return st.st_size == row["size"] and file_sha256(job.source) == row["sha256"]
@@ -67,28 +87,34 @@ def decide(job: Job, manifest: Manifest, outdir: Path, params: str, model: str, 
         The run's parameters as stored in the manifest (JSON).
     model : str
         The model identity of the run.
+
+    Notes
+    -----
+    When another input's row owns the output name (an archive moved or renamed since the run
+    that wrote it, or a second archive sent to the same OUTDIR): with ``--resume``, if that row
+    is done and still current for this input's bytes (same SHA-256), the row is moved to this
+    input's path and the file skipped; otherwise the file is refused unless ``--overwrite``, so
+    that one input's output never silently replaces another's.
     """
     out = output_path(outdir, job.rel)
     if overwrite:
         return RUN, "--overwrite"
     row = manifest.get(job.key)
+    reason = "new" if row is None else row["status"]
     if resume and row is not None and row["status"] == "done":
-        if row["output"] != job.rel:
-            reason = "output path changed"
-        elif row["model"] != model:
-            reason = "another model"
-        elif row["params"] != params:
-            reason = "other parameters"
-        elif not out.is_file() or (row["out_size"] is not None
-                                   and out.stat().st_size != row["out_size"]):
-            reason = "output missing or changed"
-        elif not _unchanged(job, row):
-            reason = "input changed"
-        else:
+        reason = _stale(job, row, out, params, model)
+        if reason is None:
             return SKIP, "already done"
-    else:
-        reason = "new" if row is None else row["status"]
-    if os.path.lexists(out) and manifest.owner(job.rel) is None:
+    owner = manifest.owner(job.rel)
+    if owner is not None and owner["input"] != job.key:
+        if resume and owner["status"] == "done" and _stale(job, owner, out, params, model) is None:
+            st = os.stat(job.source)
+            manifest.rekey(owner["input"], job.key, st.st_size, st.st_mtime_ns)
+            return SKIP, f"already done (as {owner['input']})"
+        if os.path.lexists(out):
+            return REFUSE, (f"output {out} holds the enhanced {owner['input']} (manifest); "
+                            "use another OUTDIR, or --overwrite to replace it")
+    elif owner is None and os.path.lexists(out):
         return REFUSE, (f"output {out} exists and was not written by this command (not in the "
                         "manifest); use --overwrite to replace it")
     return RUN, reason

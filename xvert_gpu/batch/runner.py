@@ -15,7 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from .. import __version__
 from .errors import UsageError
@@ -42,7 +42,8 @@ class _Local:
             probe = Enhancer.from_pretrained(opts.model, device=opts.device)
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             self._restore()
-            raise UsageError(f"cannot load model {opts.model!r}: {exc}") from None
+            raise UsageError(f"cannot load model {opts.model!r} on device {opts.device!r}: "
+                             f"{exc}") from None
         bs = opts.batch_size or (8 if probe.device == "cuda" else 1)
         self.enhancer = Enhancer(probe.stages, probe.meta, device=opts.device, batch_size=bs)
         self.identity = self.enhancer.identity

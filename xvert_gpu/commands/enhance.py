@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"xvert-gpu enhance: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any file was started
+        print("xvert-gpu enhance: interrupted", file=sys.stderr)
+        return 130
     print(summary.format(verbose=not args.quiet), flush=True)
     if summary.interrupted:
         return 130
