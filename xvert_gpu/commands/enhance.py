@@ -67,7 +67,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
-    """The command line as typed when run as a program, else rebuilt from ``args``."""
+    """The command line as given (``args.argv`` when the CLI records it), else rebuilt."""
+    if getattr(args, "argv", None):
+        return list(args.argv)
     if sys.argv[1:2] == ["enhance"]:
         return list(sys.argv[1:])
     return ["enhance", *args.inputs, "-o", args.out]
