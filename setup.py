@@ -12,7 +12,7 @@ setup(
               "xvert_gpu.kernels"],
     package_dir={"xvert_gpu.kernels": "kernels"},
     package_data={
-        "xvert_gpu": ["data/*.png", "data/*.md"],
+        "xvert_gpu": ["data/*.png", "data/*.md", "weights/*.pt", "weights/*.json", "weights/*.csv", "weights/*.md"],
         "xvert_gpu.kernels": ["*.cu", "*.cuh"],
     },
     install_requires=[

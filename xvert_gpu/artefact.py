@@ -127,8 +127,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[list[Any
             extra = {META_NAME: ""}
             chain = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
             doc = extra[META_NAME]
-            stages = [functools.partial(_call_stage, chain, i) for i in range(sum(1 for _ in chain.stages.children()))]
-    except (RuntimeError, KeyError, OSError, ValueError) as exc:
+            count = sum(1 for _ in chain.stages.children()) if doc else 0
+            stages = [functools.partial(_call_stage, chain, i) for i in range(count)]
+    except (RuntimeError, KeyError, OSError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: not a readable xvert_gpu model artefact ({exc})") from exc
     if not doc:
         raise ValueError(f"{path}: no {META_NAME} inside; not an xvert_gpu model artefact")

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = module.add_parser(sub)
         runners[parser.prog.split()[-1]] = module.run
     args = ap.parse_args(argv)
+    args.argv = argv  # the command as given, for provenance records
     return int(runners[args.cmd](args) or 0)
 
 

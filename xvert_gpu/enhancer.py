@@ -99,7 +99,11 @@ class Enhancer:
             raise ValueError(f"tile ({tile}) must be a multiple of {self.multiple} and > 2 * overlap")
         for net in self.stages:
             if isinstance(net, torch.nn.Module):
-                net.to(self.torch_device).eval()
+                net.to(self.torch_device)
+                try:
+                    net.eval()
+                except NotImplementedError:  # exported programs are inference graphs already
+                    pass
 
     @classmethod
     def from_pretrained(cls, model: str = "default", device: str = "auto", **kwargs: Any) -> "Enhancer":

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                     guidance=args.guidance, loss=args.loss, bins=args.bins, l2_grad=args.l2_grad,
                     restart=args.restart, split=split, seed=args.seed, device=args.device,
                     amp=args.amp, export=args.export)
-    command = "xvert-gpu " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "xvert-gpu " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
     result = train(args.data, args.out, resume=args.resume, progress=not args.quiet,
                    command=command, **settings)
     final = {k: round(v, 5) for k, v in result.final.items() if isinstance(v, float) and "loss" in k}

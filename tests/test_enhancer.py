@@ -1,0 +1,143 @@
+"""The Enhancer: the chain end to end, dtype/shape/type kept, tiling, bit depth, edge cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from xvert_gpu import artefact
+from xvert_gpu.enhancer import Enhancer
+from xvert_gpu.model import GLUNet
+from xvert_gpu.samples import load_sample
+
+META = {"model": {"base_channels": 4, "depth": 2, "guidance": True}, "chain": {"steps": 2}}
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    return [GLUNet(4, depth=2).eval(), GLUNet(4, depth=2).eval()]
+
+
+@pytest.fixture(scope="module")
+def enhancer(nets):
+    return Enhancer(nets, META)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return load_sample(size=(144, 176))
+
+
+@pytest.mark.parametrize("kind", ["uint8", "uint16", "uint16-12bit", "float32", "torch-uint8", "torch-float32"])
+def test_type_dtype_and_shape_kept(enhancer, image, kind):
+    a = {"uint8": image, "uint16": image.astype(np.uint16) * 257,
+         "uint16-12bit": image.astype(np.uint16) * 16, "float32": image.astype(np.float32) / 255,
+         "torch-uint8": torch.from_numpy(image),
+         "torch-float32": torch.from_numpy(image.astype(np.float32) / 255)}[kind]
+    bits = 12 if kind == "uint16-12bit" else None
+    out = enhancer.enhance(a, bits=bits)
+    assert type(out) is type(a)
+    assert out.dtype == a.dtype and tuple(out.shape) == tuple(a.shape)
+    o = np.asarray(out, dtype=np.float64)
+    assert np.isfinite(o).all()
+    top = {"uint8": 255, "uint16": 65535, "uint16-12bit": 4095}.get(kind, 255 if "uint8" in kind else 1.0)
+    assert o.min() >= 0 and o.max() <= top
+    # the robust stretch uses the whole range (0.5 % of pixels at each end saturate)
+    assert o.max() == top and o.min() == 0
+
+
+def test_same_result_whatever_the_input_scaling(enhancer, image):
+    a = enhancer.enhance(image.astype(np.float32) / 255)
+    b = enhancer.enhance(image.astype(np.uint16) * 16, bits=12)  # 12-bit data: same [0,1] image
+    np.testing.assert_allclose(b / 4095.0, a, atol=1.0 / 4095 + 1e-6)
+
+
+def test_bits_are_checked(enhancer, image):
+    with pytest.raises(ValueError, match="12-bit maximum"):
+        enhancer.enhance(image.astype(np.uint16) * 257, bits=12)
+    with pytest.raises(ValueError, match="does not fit"):
+        enhancer.enhance(image, bits=12)
+
+
+def test_stack_equals_images_one_by_one(enhancer, image):
+    stack = np.stack([image, image[::-1].copy()])
+    out = enhancer.enhance(stack)
+    assert out.shape == stack.shape
+    np.testing.assert_array_equal(out[1], enhancer.enhance(stack[1]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (17, 33), (1, 40)])
+def test_small_and_odd_sizes(enhancer, image, shape):
+    a = image[: shape[0], : shape[1]].copy()
+    out = enhancer.enhance(a)
+    assert out.shape == a.shape and out.dtype == np.uint8
+
+
+def test_constant_image_comes_back_unchanged(enhancer):
+    for v in (0, 7, 255):
+        a = np.full((40, 48), v, np.uint8)
+        np.testing.assert_array_equal(enhancer.enhance(a), a)
+
+
+def test_tiled_matches_whole_image(nets, image):
+    big = load_sample(size=(300, 280)).astype(np.float32) / 255
+    whole = Enhancer(nets, META, tile=1024).enhance(big)
+    tiled = Enhancer(nets, META, tile=128, overlap=48).enhance(big)
+    assert np.abs(whole - tiled).max() < 1e-3
+
+
+def test_each_stage_network_is_used(nets, image):
+    torch.manual_seed(5)
+    other = [nets[0], GLUNet(4, depth=2).eval()]
+    a = Enhancer(nets, META).enhance(image)
+    b = Enhancer(other, META).enhance(image)
+    one = Enhancer(nets, {**META, "chain": {"steps": 1}}).enhance(image)
+    assert not np.array_equal(a, b)  # the second network matters
+    assert not np.array_equal(a, one)  # T = 2 differs from T = 1
+
+
+def test_bad_input_and_settings_raise(enhancer, nets):
+    for bad, match in [(np.zeros((0, 4)), "empty"), (np.zeros((2, 2, 2, 2)), "2-D"),
+                       (np.full((8, 8), np.nan, np.float32), "NaN"),
+                       (np.full((8, 8), 2.0, np.float32), r"\[0, 1\]"),
+                       (np.zeros((32, 32, 3), np.uint8), "colour")]:
+        with pytest.raises(ValueError, match=match):
+            enhancer.enhance(bad)
+    with pytest.raises(ValueError, match="T = 3"):
+        Enhancer(nets, {**META, "chain": {"steps": 3}})
+    with pytest.raises(ValueError, match="precision"):
+        Enhancer(nets, META, precision="fp8")
+    with pytest.raises(ValueError, match="multiple"):
+        Enhancer(nets, META, tile=100)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_from_pretrained_path_gives_the_eager_result(nets, image, tmp_path, suffix, enhancer):
+    path = artefact.save(nets, tmp_path / f"m{suffix}", META)
+    loaded = Enhancer.from_pretrained(str(path), device="cpu")
+    np.testing.assert_array_equal(loaded.enhance(image), enhancer.enhance(image))
+    assert loaded.identity != Enhancer.from_pretrained(str(path), device="cpu", tile=512).identity
+
+
+def test_default_model_enhances_a_sample():
+    enh = Enhancer.from_pretrained("default", device="cpu")
+    a = load_sample(size=(256, 256))
+    out = enh.enhance(a)
+    assert out.dtype == np.uint8 and out.shape == a.shape
+    assert out.std() > 10  # not a flat image
+    assert len(enh.identity) == 16
+
+
+@pytest.mark.gpu
+def test_cuda_arrays_stay_on_the_gpu(nets, image):
+    cupy = pytest.importorskip("cupy")
+    from xvert_gpu.backends import cuda_available
+    if not cuda_available():
+        pytest.skip("no CUDA device")
+    enh = Enhancer(nets, META, device="cuda", precision="fp32")
+    out = enh.enhance(cupy.asarray(image))
+    assert isinstance(out, cupy.ndarray) and out.dtype == cupy.uint8
+    t = enh.enhance(torch.from_numpy(image).cuda())
+    assert t.is_cuda and t.dtype == torch.uint8
+    cpu = Enhancer(nets, META, device="cpu").enhance(image)
+    assert np.abs(out.get().astype(int) - cpu.astype(int)).max() <= 2
