@@ -87,6 +87,10 @@ def test_plan_explicit_files_collisions_and_duplicates(tmp_path):
     assert "already the output of" in reasons[str(b)] and str(a) in reasons[str(b)]
     assert "already the output of" in reasons[str(c)]  # a.jpg -> a.png too
     assert "unknown extension '.xyz'" in reasons[str(notes)]
+    # named explicitly and met while walking: reported once, as failed
+    txt = touch(tmp_path / "x" / "n.txt")
+    p = plan([str(tmp_path / "x"), str(txt)], tmp_path / "out")
+    assert [path for path, _ in p.rejected] == [str(txt)] and p.ignored == []
 
 
 def test_layout_refusals(tmp_path):

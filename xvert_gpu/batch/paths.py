@@ -245,4 +245,6 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same") -> 
                     continue
                 rel = Path(os.path.relpath(full, arg)).as_posix()
                 add(full, rel, fmt)
+    named = {os.path.abspath(path) for path, _ in result.rejected}
+    result.ignored = [(p, why) for p, why in result.ignored if os.path.abspath(p) not in named]
     return result
