@@ -23,6 +23,7 @@ setup(
         "tifffile>=2023.1",
         "tqdm>=4.60",
         "scikit-image>=0.22",
+        "torch>=2.1",
     ],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_quick_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--sizes", "48,64", "--json", str(out), "--device", "cpu", "--no-inference"]) == 0
+    assert bench.main(["--quick", "--sizes", "48,64", "--json", str(out), "--device", "cpu", "--no-inference",
+                       "--e2e-size", "80", "--e2e-images", "2"]) == 0
     data = json.loads(out.read_text())
     assert {"machine", "wls", "preprocess", "command"} <= set(data)
     assert data["machine"]["device"] == "cpu" and "numba" in data["machine"]
@@ -27,8 +28,13 @@ def test_bench_quick_writes_json(tmp_path, capsys):
         assert row["jacobi_pcg"]["detail_error"] <= ours["detail_error"]
         assert row["scipy_direct"]["speedup"] > 0
     assert data["preprocess"]["images_per_s"] > 0
+    e2e = data["end_to_end"]
+    assert e2e["size"] == 80 and e2e["images"] == 2 and e2e["model"] == "default"
+    assert set(e2e["seconds_per_image"]) == {"read", "preprocess", "network", "write", "other"}
+    assert e2e["seconds_per_image"]["preprocess"] > 0 and e2e["seconds_per_image"]["network"] > 0
+    assert e2e["pipeline_images_per_s"] > 0 and e2e["io_only_images_per_s"] > e2e["pipeline_images_per_s"]
     table = capsys.readouterr().out
-    assert "pyamg_rs" in table and "speed-up" in table
+    assert "pyamg_rs" in table and "speed-up" in table and "end to end" in table
 
 
 def test_bench_rejects_bad_sizes():

@@ -37,9 +37,10 @@ def _small_png(path, name=NAMES[0], size=200):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """The out-of-the-box run: no DATA, so the two bundled samples at full size."""
+    """The out-of-the-box run: no DATA and no --methods, so the two bundled samples at full
+    size with xvertnet (the bundled default model), clahe and farbman."""
     out = tmp_path_factory.mktemp("report")
-    code = main(["evaluate", "--methods", "clahe,farbman", "--out", str(out), "--quiet"])
+    code = main(["evaluate", "--out", str(out), "--quiet"])
     return code, out
 
 
@@ -54,13 +55,13 @@ def test_report_files(report):
 def test_scores_csv_has_every_image_roi_and_method(report):
     _, out = report
     rows = _rows(out / "scores.csv")
-    methods = ("original", "clahe", "farbman")
+    methods = ("original", "xvertnet", "clahe", "farbman")
     assert len(rows) == len(NAMES) * 2 * len(methods)
     keys = {(r["image"].rsplit("/", 1)[-1], r["roi"], r["method"]) for r in rows}
     assert keys == {(n, roi, m) for n in NAMES for roi in ("upper", "lower") for m in methods}
     for r in rows:
         assert (int(r["height"]), int(r["width"])) == ROI_SIZE and r["bits"] == "8"
-        assert all(np.isfinite(float(r[q])) for q in MEASURES)
+        assert all(np.isfinite(float(r[q])) for q in MEASURES if q != "tmqi" or r["method"] != "xvertnet")
     by = {(r["image"].rsplit("/", 1)[-1], r["roi"], r["method"]): r for r in rows}
     for n in NAMES:
         for roi in ("upper", "lower"):
@@ -84,13 +85,13 @@ def test_scores_match_metrics_on_the_roi(report):
 def test_table_has_every_method_and_measure(report):
     _, out = report
     md = (out / "table1.md").read_text()
-    for word in ("original", "clahe", "farbman", *MEASURES, "samples"):
+    for word in ("original", "xvertnet", "clahe", "farbman", *MEASURES, "samples"):
         assert word in md
     rows = _rows(out / "table1.csv")
     assert {(r["method"], r["measure"]) for r in rows} == {
-        (m, q) for m in ("original", "clahe", "farbman") for q in MEASURES}
-    # Proposed is the first method (no xvertnet): only the others carry a p-value.
-    assert all((r["p_value"] == "") == (r["method"] == "clahe") for r in rows)
+        (m, q) for m in ("original", "xvertnet", "clahe", "farbman") for q in MEASURES}
+    # XVertNet is the proposed method: the others carry a p-value against it.
+    assert all(r["p_value"] != "" for r in rows if r["method"] in ("clahe", "farbman"))
 
 
 def test_sheet_is_a_valid_png(report):

@@ -222,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inference", dest="inference", action="store_true", default=None,
                     help="time the GL-U-Net section (default on CUDA only: minutes on a 2-core CPU)")
     ap.add_argument("--no-inference", dest="inference", action="store_false", help="skip it")
+    ap.add_argument("--no-e2e", dest="e2e", action="store_false", default=True,
+                    help="skip the end-to-end section (PNG in, enhanced PNG out)")
+    ap.add_argument("--e2e-size", type=int, default=None, help="end-to-end image size (default 1024; quick: 256)")
+    ap.add_argument("--e2e-images", type=int, default=None,
+                    help="end-to-end image count (default 2 on CPU, 64 on CUDA; quick: 1)")
+    ap.add_argument("--model", default="default", help="model artefact for the end-to-end section")
     args = ap.parse_args(argv)
     default = "256,512" if args.quick else "512,1024"
     try:
@@ -243,10 +249,18 @@ def main(argv: list[str] | None = None) -> int:
                                              min(512, max(sizes)), repeats)
     if args.inference or (args.inference is None and device == "cuda"):
         results["inference"] = _inference(args, device)
+    if args.e2e:
+        from .bench_e2e import bench_end_to_end
+        size = args.e2e_size or (256 if args.quick else 1024)
+        count = args.e2e_images or (1 if args.quick else (64 if device == "cuda" else 2))
+        results["end_to_end"] = bench_end_to_end(device, size, count, args.model, progress=_progress)
     print_table(results)
     if results.get("inference"):
         from .bench_inference import print_inference
         print_inference(results["inference"])
+    if results.get("end_to_end"):
+        from .bench_e2e import print_end_to_end
+        print_end_to_end(results["end_to_end"])
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump(results, fh, indent=2, default=float)
