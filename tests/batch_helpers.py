@@ -11,21 +11,28 @@ import numpy as np
 from xvert_gpu.samples import NAMES, load_sample
 
 
-def make_tiny_model(path: Path) -> Path:
-    """A 2-stage, depth-2, 4-channel GL-U-Net artefact (random weights, seed 0)."""
+TINY_META = {"model": {"base_channels": 4, "depth": 2, "guidance": True}, "chain": {"steps": 2}}
+
+
+def tiny_nets() -> list:
+    """Two depth-2, 4-channel GL-U-Nets in eval mode (random weights, seed 0; global RNG untouched)."""
     import torch
 
-    from xvert_gpu import artefact
     from xvert_gpu.model import GLUNet
 
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(0)
-        nets = [GLUNet(4, depth=2).eval() for _ in range(2)]
+        return [GLUNet(4, depth=2).eval() for _ in range(2)]
     finally:
         torch.random.set_rng_state(state)
-    return artefact.save(nets, path, {"model": {"base_channels": 4, "depth": 2, "guidance": True},
-                                      "chain": {"steps": 2}})
+
+
+def make_tiny_model(path: Path) -> Path:
+    """A 2-stage artefact of :func:`tiny_nets`."""
+    from xvert_gpu import artefact
+
+    return artefact.save(tiny_nets(), path, TINY_META)
 
 
 @functools.lru_cache(maxsize=None)

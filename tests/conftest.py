@@ -19,3 +19,14 @@ def exact_smooth(name: str, size: int | None = None, lam: float = 1.0):
     """(x, g_exact) in float64 for a sample, cached across tests."""
     x = load_sample(name, size).astype(np.float64) / 255.0
     return x, reference.wls_smooth(x, lam=lam)
+
+
+@pytest.fixture(scope="module")
+def one_numba_thread():
+    """Run the WLS solves on one Numba thread: they are small in the tests that use this, and
+    on a shared 2-core machine parallel sweeps that wait on busy cores run slower."""
+    numba = pytest.importorskip("numba")
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)

@@ -13,13 +13,12 @@ import torch
 from xvert_gpu import artefact
 from xvert_gpu.model import GLUNet
 
-META = {"model": {"base_channels": 4, "depth": 2, "guidance": True}, "chain": {"steps": 2}}
+from batch_helpers import TINY_META as META, tiny_nets
 
 
 @pytest.fixture(scope="module")
 def nets():
-    torch.manual_seed(0)
-    return [GLUNet(4, depth=2).eval(), GLUNet(4, depth=2).eval()]
+    return tiny_nets()
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,12 @@ from xvert_gpu.enhancer import Enhancer
 from xvert_gpu.model import GLUNet
 from xvert_gpu.samples import load_sample
 
-META = {"model": {"base_channels": 4, "depth": 2, "guidance": True}, "chain": {"steps": 2}}
+from batch_helpers import TINY_META as META, tiny_nets
 
 
 @pytest.fixture(scope="module")
 def nets():
-    torch.manual_seed(0)
-    return [GLUNet(4, depth=2).eval(), GLUNet(4, depth=2).eval()]
+    return tiny_nets()
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,7 @@ from xvert_gpu.io import read_image, write_image
 from xvert_gpu.samples import NAMES, load_sample
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_numba_thread():
-    """Run the WLS solves on one Numba thread: they are small here, and on a shared 2-core
-    machine parallel sweeps that wait on busy cores run many times slower."""
-    numba = pytest.importorskip("numba")
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")
 
 
 def _rows(path):
