@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from xvert_gpu import artefact
-from xvert_gpu.model import GLUNet
 
 from batch_helpers import TINY_META as META, tiny_nets
 
