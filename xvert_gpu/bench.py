@@ -200,7 +200,8 @@ def _inference(args: argparse.Namespace, device: str) -> list[dict]:
     default = "1" if args.quick else ("1,8,32" if device == "cuda" else "1,4")
     batches = [int(b) for b in (args.inference_batches or default).split(",") if b.strip()]
     compile_ = device == "cuda" if args.compile_ is None else args.compile_
-    return bench_inference(device, size, batches, compile_, progress=_progress)
+    precisions = [p.strip() for p in args.precisions.split(",")] if args.precisions else None
+    return bench_inference(device, size, batches, compile_, progress=_progress, precisions=precisions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inference", dest="inference", action="store_true", default=None,
                     help="time the GL-U-Net section (default on CUDA only: minutes on a 2-core CPU)")
     ap.add_argument("--no-inference", dest="inference", action="store_false", help="skip it")
+    ap.add_argument("--precisions", default=None,
+                    help="inference precisions to time, e.g. fp32,bf16 (default: all the device has; "
+                         "bf16 is very slow on CPUs without bf16 instructions)")
     ap.add_argument("--no-e2e", dest="e2e", action="store_false", default=True,
                     help="skip the end-to-end section (PNG in, enhanced PNG out)")
     ap.add_argument("--e2e-size", type=int, default=None, help="end-to-end image size (default 1024; quick: 256)")

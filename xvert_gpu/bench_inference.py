@@ -37,7 +37,8 @@ def _precisions(device: str) -> dict[str, Any]:
 
 
 def bench_inference(device: str, size: int, batches: list[int], compile_: bool,
-                    base_channels: int = 64, progress=print) -> list[dict]:
+                    base_channels: int = 64, progress=print,
+                    precisions: list[str] | None = None) -> list[dict]:
     """Images/s of ``GLUNet(base_channels)`` forward passes (random weights: speed only)."""
     import torch
 
@@ -50,6 +51,8 @@ def bench_inference(device: str, size: int, batches: list[int], compile_: bool,
     with torch.inference_mode():
         modes = _modes(model, compile_)
         for prec, ctx in _precisions(device).items():
+            if precisions is not None and prec not in precisions:
+                continue
             for mode, fn in modes.items():
                 for batch in batches:
                     progress(f"inference {size}^2 batch {batch}: {mode} {prec}")
