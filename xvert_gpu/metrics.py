@@ -125,10 +125,13 @@ def _check(img: Any, name: str = "img") -> Any:
     return img
 
 
-def _check_test_dtype(img: Any, name: str) -> None:
+def _check_test(img: Any, name: str = "img") -> Any:
+    """:func:`_check`, and integer images must be uint8 or uint16 (the scales the SPEC defines)."""
+    img = _check(img, name)
     if img.dtype.kind in "ui" and img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"{name} has dtype {img.dtype}; pass uint8 (0-255), uint16 (0-65535) or "
                          "a float image on [0, 1]")
+    return img
 
 
 def _to_255(img: Any) -> Any:
@@ -185,8 +188,7 @@ def entropy(img: Any) -> float:
     ValueError
         If the image is not 2-D, is empty, contains NaN/Inf or has an unsupported dtype.
     """
-    img = _check(img)
-    _check_test_dtype(img, "img")
+    img = _check_test(img)
     xp = array_module(img)
     u8 = _to_uint8_matlab(img)
     counts = xp.bincount(u8.ravel(), minlength=256)
@@ -218,8 +220,7 @@ def tenengrad(img: Any) -> float:
     ValueError
         If the image is not 2-D, is empty, contains NaN/Inf or has an unsupported dtype.
     """
-    img = _check(img)
-    _check_test_dtype(img, "img")
+    img = _check_test(img)
     xp = array_module(img)
     ndi = _ndimage(xp)
     x = _to_unit(img)
@@ -332,8 +333,7 @@ def lpc_si(img: Any, *, scales=(1.0, 1.5, 2.0), weights=(1.0, -3.0, 2.0), C: flo
         fewer than two pixels after the border crop; or if ``scales`` and ``weights`` differ in
         length.
     """
-    img = _check(img)
-    _check_test_dtype(img, "img")
+    img = _check_test(img)
     if len(scales) != len(weights) or len(scales) == 0:
         raise ValueError(f"scales and weights must be non-empty and of equal length; got "
                          f"{len(scales)} and {len(weights)}")
@@ -530,8 +530,7 @@ def tmqi(reference: Any, test: Any, return_components: bool = False):
         reference is constant.
     """
     ref = _check(reference, "reference")
-    tst = _check(test, "test")
-    _check_test_dtype(tst, "test")
+    tst = _check_test(test, "test")
     if tuple(ref.shape) != tuple(tst.shape):
         raise ValueError(f"reference and test must have the same shape; got {tuple(ref.shape)} "
                          f"and {tuple(tst.shape)}")

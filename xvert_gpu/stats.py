@@ -39,6 +39,16 @@ def _as_1d(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _as_pairs(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Two validated 1-D arrays of equal length (paired samples)."""
+    a = _as_1d(a, "a")
+    b = _as_1d(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays must have the same length; got {a.size} and {b.size}")
+    return a, b
+
+
 def outlier_mask(values: Sequence[float] | np.ndarray, k: float = OUTLIER_K,
                  ddof: int = 0) -> np.ndarray:
     """Which values are outliers: outside ``mean +- k * std``.
@@ -97,10 +107,7 @@ def remove_paired_outliers(a: Sequence[float] | np.ndarray, b: Sequence[float] |
     ValueError
         If the arrays are not 1-D, differ in length, or contain NaN/Inf.
     """
-    a = _as_1d(a, "a")
-    b = _as_1d(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"paired arrays must have the same length; got {a.size} and {b.size}")
+    a, b = _as_pairs(a, b)
     keep = ~(outlier_mask(a, k, ddof) | outlier_mask(b, k, ddof))
     return a[keep], b[keep], keep
 
@@ -126,10 +133,7 @@ def wilcoxon_paired(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
     """
     from scipy.stats import wilcoxon
 
-    a = _as_1d(a, "a")
-    b = _as_1d(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"paired arrays must have the same length; got {a.size} and {b.size}")
+    a, b = _as_pairs(a, b)
     if a.size == 0:
         return float("nan")
     if np.all(a == b):
