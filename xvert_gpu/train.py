@@ -220,10 +220,10 @@ class _Trainer:
         stages: list[dict] = []
         start = (0, 0, 0)  # step, phase, epoch
         if state is not None:
-            stages = [_state_dict(s) for s in state["stages"]]
+            stages = list(state["stages"])
             self.history = list(json.loads(state["history"]))
             start = (int(state["step"]), int(state["phase"]), int(state["epoch"]))
-            model.load_state_dict(_state_dict(state["model"]))
+            model.load_state_dict(state["model"])
         total_epochs = cfg.steps * sum(e for _, e in cfg.phases())
         done_epochs = sum(1 for row in self.history)
         bar = tqdm(total=total_epochs, initial=done_epochs, disable=not self.progress,
@@ -246,7 +246,7 @@ class _Trainer:
                     opt.load_state_dict(state["optimizer"])
                     gen.set_state(state["generator"])
                     first_epoch = start[2]
-                    best = _state_dict(state["best"]) if state["best"] else None
+                    best = state["best"] or None
                     best_loss, since = float(state["best_loss"]), int(state["since"])
                 for epoch in range(first_epoch, epochs):
                     if self.stop_after is not None and ran >= self.stop_after:
@@ -366,10 +366,6 @@ class _Trainer:
 
 def _jsonable(d: Any) -> Any:
     return json.loads(json.dumps(d))
-
-
-def _state_dict(d: dict) -> dict:
-    return dict(d)
 
 
 def _tensor(a: np.ndarray, dev: torch.device) -> torch.Tensor:
