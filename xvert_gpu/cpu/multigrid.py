@@ -22,12 +22,13 @@ COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
 
 @dataclass
 class Level:
-    mass: np.ndarray
+    """One grid operator (see :mod:`.stencil`); ``None`` arrays: unit mass, 5-point."""
+
+    mass: np.ndarray | None
     cn: np.ndarray
     cw: np.ndarray
-    cnw: np.ndarray
-    cne: np.ndarray
-    nine: bool
+    cnw: np.ndarray | None
+    cne: np.ndarray | None
     pw: np.ndarray | None = None  # interpolation from the next coarser level
     work: dict = field(default_factory=dict)
 
@@ -40,17 +41,21 @@ class Level:
         """One zebra half-sweep: rows (``step[0]``) or columns of one parity."""
         along_rows, parity = step
         kernel, factors = (stencil.relax_rows, self.rows) if along_rows else (stencil.relax_cols, self.cols)
-        kernel(f, u, self.cn, self.cw, self.cnw, self.cne, self.nine, *factors, parity)
+        kernel(f, u, self.cn, self.cw, self.cnw, self.cne, *factors, parity)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.mass.shape
+        return self.cn.shape
+
+    @property
+    def nine(self) -> bool:
+        return self.cnw is not None
 
     @property
     def op(self) -> tuple:
-        return self.mass, self.cn, self.cw, self.cnw, self.cne, self.nine
+        return self.mass, self.cn, self.cw, self.cnw, self.cne
 
-    def buffer(self, name: str, dtype=np.float64) -> np.ndarray:
+    def buffer(self, name: str, dtype=np.float32) -> np.ndarray:
         buf = self.work.get(name)
         if buf is None:
             buf = self.work[name] = np.empty(self.shape, dtype)
@@ -69,7 +74,7 @@ class Hierarchy:
     def __init__(self, fine: Level):
         self.levels = [fine]
         level = fine
-        while level.mass.size > COARSEST:
+        while level.cn.size > COARSEST:
             H, W = level.shape
             Hc, Wc = transfer.coarse_shape(H, W)
             if (Hc, Wc) == (H, W):
@@ -78,13 +83,15 @@ class Hierarchy:
             transfer.interpolation_weights(*level.op, level.pw)
             arrays = [np.empty((Hc, Wc), np.float32) for _ in range(5)]
             transfer.galerkin(*level.op, level.pw, *arrays)
-            level = Level(*arrays, nine=True)
+            level = Level(*arrays)
             self.levels.append(level)
         self._coarse_inv = np.linalg.inv(transfer.dense_matrix(*level.op))
 
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
         """z = B r, with B the symmetric V-cycle approximation of A^-1."""
-        self._cycle(0, r, z)
+        f = self.levels[0].buffer("f")
+        f[...] = r  # the cycle only needs float32; reading float64 r in every sweep costs twice
+        self._cycle(0, f, z)
 
     def _cycle(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
         level = self.levels[k]

@@ -1,11 +1,13 @@
 """Symmetric 9-point grid operators in the form ``A u = m u + sum_j c_ij (u_i - u_j)``.
 
-Every level of the multigrid hierarchy stores the same five arrays of shape
+Every level of the multigrid hierarchy stores up to five arrays of shape
 (H, W): ``mass`` (the row sum of A) and the couplings to the north ``cn``
 (y-1, x), west ``cw`` (y, x-1), north-west ``cnw`` and north-east ``cne``.
 Couplings are positive (the off-diagonal matrix entries are ``-c``); the
 south, east and the two southern diagonals follow by symmetry. The finest
-level is 5-point (``nine=False``) and its diagonal arrays are never read.
+level has a unit mass (``mass is None``) and is 5-point (``cnw`` and ``cne``
+are ``None``): Numba compiles a separate specialisation for ``None`` and
+prunes those branches, so the finest level never reads arrays it does not need.
 
 Applying the operator in difference form keeps the small mass term accurate
 next to couplings 1e4 times larger, which a ``diag * u - sum c u_j`` form
@@ -21,14 +23,19 @@ _NJ = dict(cache=True, nogil=True, fastmath=False)
 
 
 @nb.njit(inline="always", **_NJ)
-def neighbours(cn, cw, cnw, cne, nine, y, x, H, W):
+def mass_at(mass, y, x):
+    return 1.0 if mass is None else np.float64(mass[y, x])
+
+
+@nb.njit(inline="always", **_NJ)
+def neighbours(cn, cw, cnw, cne, y, x, H, W):
     """Couplings (n, s, w, e, nw, ne, sw, se) of pixel (y, x); zero across the border."""
     n = cn[y, x] if y > 0 else 0.0
     s = cn[y + 1, x] if y + 1 < H else 0.0
     w = cw[y, x] if x > 0 else 0.0
     e = cw[y, x + 1] if x + 1 < W else 0.0
     nw = ne = sw = se = 0.0
-    if nine:
+    if cnw is not None:
         if y > 0 and x > 0:
             nw = cnw[y, x]
         if y > 0 and x + 1 < W:
@@ -42,20 +49,25 @@ def neighbours(cn, cw, cnw, cne, nine, y, x, H, W):
 
 
 @nb.njit(inline="always", **_NJ)
-def _off_rows(u, cn, cw, cnw, cne, nine, y, x, H, W, c):
+def diagonal(mass, c, y, x):
+    return mass_at(mass, y, x) + c[0] + c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7]
+
+
+@nb.njit(inline="always", **_NJ)
+def _off_rows(u, cnw, y, x, H, W, c):
     """sum_j c_ij u_j over the six couplings outside row y (x-line relaxation)."""
     n, s, w, e, nw, ne, sw, se = c
     acc = 0.0
     if y > 0:
         acc += n * u[y - 1, x]
-        if nine:
+        if cnw is not None:
             if x > 0:
                 acc += nw * u[y - 1, x - 1]
             if x + 1 < W:
                 acc += ne * u[y - 1, x + 1]
     if y + 1 < H:
         acc += s * u[y + 1, x]
-        if nine:
+        if cnw is not None:
             if x > 0:
                 acc += sw * u[y + 1, x - 1]
             if x + 1 < W:
@@ -64,11 +76,33 @@ def _off_rows(u, cn, cw, cnw, cne, nine, y, x, H, W, c):
 
 
 @nb.njit(inline="always", **_NJ)
-def apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W):
+def _off_cols(u, cnw, y, x, H, W, c):
+    """sum_j c_ij u_j over the six couplings outside column x (y-line relaxation)."""
+    n, s, w, e, nw, ne, sw, se = c
+    acc = 0.0
+    if x > 0:
+        acc += w * u[y, x - 1]
+        if cnw is not None:
+            if y > 0:
+                acc += nw * u[y - 1, x - 1]
+            if y + 1 < H:
+                acc += sw * u[y + 1, x - 1]
+    if x + 1 < W:
+        acc += e * u[y, x + 1]
+        if cnw is not None:
+            if y > 0:
+                acc += ne * u[y - 1, x + 1]
+            if y + 1 < H:
+                acc += se * u[y + 1, x + 1]
+    return acc
+
+
+@nb.njit(inline="always", **_NJ)
+def apply_at(u, mass, cn, cw, cnw, cne, y, x, H, W):
     """(A u)[y, x] in difference form."""
-    n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+    n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, y, x, H, W)
     ui = np.float64(u[y, x])
-    acc = mass[y, x] * ui
+    acc = mass_at(mass, y, x) * ui
     if y > 0:
         acc += n * (ui - u[y - 1, x])
     if y + 1 < H:
@@ -77,7 +111,7 @@ def apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W):
         acc += w * (ui - u[y, x - 1])
     if x + 1 < W:
         acc += e * (ui - u[y, x + 1])
-    if nine:
+    if cnw is not None:
         if y > 0 and x > 0:
             acc += nw * (ui - u[y - 1, x - 1])
         if y > 0 and x + 1 < W:
@@ -90,23 +124,23 @@ def apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W):
 
 
 @nb.njit(parallel=True, **_NJ)
-def residual(f, u, mass, cn, cw, cnw, cne, nine, out):
+def residual(f, u, mass, cn, cw, cnw, cne, out):
     """out = f - A u."""
     H, W = u.shape
     for y in nb.prange(H):
         for x in range(W):
-            out[y, x] = f[y, x] - apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W)
+            out[y, x] = f[y, x] - apply_at(u, mass, cn, cw, cnw, cne, y, x, H, W)
 
 
 @nb.njit(parallel=True, **_NJ)
-def apply_dot(u, mass, cn, cw, cnw, cne, nine, out):
+def apply_dot(u, mass, cn, cw, cnw, cne, out):
     """out = A u; returns u . A u accumulated in float64 (one pass for PCG)."""
     H, W = u.shape
     rows = np.zeros(H)
     for y in nb.prange(H):
         part = 0.0
         for x in range(W):
-            acc = apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W)
+            acc = apply_at(u, mass, cn, cw, cnw, cne, y, x, H, W)
             out[y, x] = acc
             part += np.float64(u[y, x]) * acc
         rows[y] = part
@@ -114,19 +148,18 @@ def apply_dot(u, mass, cn, cw, cnw, cne, nine, out):
 
 
 @nb.njit(parallel=True, **_NJ)
-def line_factors(mass, cn, cw, cnw, cne, nine, rcp, rinv, ccp, cinv):
+def line_factors(mass, cn, cw, cnw, cne, rcp, rinv, ccp, cinv):
     """Thomas-algorithm factors of every row and column block of A (operator only, set up once).
 
     Row y: ``inv = 1 / (diag - w * cp[x-1])`` and ``cp = e * inv``; columns likewise with n, s.
     """
-    H, W = mass.shape
+    H, W = cn.shape
     for y in nb.prange(H):
         prev = 0.0
         for x in range(W):
-            n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-            diag = mass[y, x] + n + s + w + e + nw + ne + sw + se
-            inv = 1.0 / (diag - w * prev)
-            prev = e * inv
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            inv = 1.0 / (diagonal(mass, c, y, x) - c[2] * prev)
+            prev = c[3] * inv
             rinv[y, x] = inv
             rcp[y, x] = prev
     nblocks = min(W, 8)
@@ -134,26 +167,25 @@ def line_factors(mass, cn, cw, cnw, cne, nine, rcp, rinv, ccp, cinv):
     for b in nb.prange(nblocks):  # columns depend on the row above: sweep down in blocks
         for y in range(H):
             for x in range(b * per, min(W, (b + 1) * per)):
-                n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-                diag = mass[y, x] + n + s + w + e + nw + ne + sw + se
+                c = neighbours(cn, cw, cnw, cne, y, x, H, W)
                 prev = ccp[y - 1, x] if y > 0 else 0.0
-                inv = 1.0 / (diag - n * prev)
+                inv = 1.0 / (diagonal(mass, c, y, x) - c[0] * prev)
                 cinv[y, x] = inv
-                ccp[y, x] = s * inv
+                ccp[y, x] = c[1] * inv
 
 
 @nb.njit(parallel=True, **_NJ)
-def relax_rows(f, u, cn, cw, cnw, cne, nine, rcp, rinv, parity):
+def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
     """Exact solve along every row y with y % 2 == parity (zebra line Gauss-Seidel)."""
     H, W = u.shape
     nrows = (H - parity + 1) // 2
     for k in nb.prange(nrows):
         y = parity + 2 * k
-        dp = np.empty(W)
+        dp = np.empty(W, u.dtype)
         prev = 0.0
         for x in range(W):
-            c = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-            rhs = f[y, x] + _off_rows(u, cn, cw, cnw, cne, nine, y, x, H, W, c)
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            rhs = f[y, x] + _off_rows(u, cnw, y, x, H, W, c)
             prev = (rhs + c[2] * prev) * rinv[y, x]
             dp[x] = prev
         val = prev
@@ -164,7 +196,7 @@ def relax_rows(f, u, cn, cw, cnw, cne, nine, rcp, rinv, parity):
 
 
 @nb.njit(parallel=True, **_NJ)
-def relax_cols(f, u, cn, cw, cnw, cne, nine, ccp, cinv, parity):
+def relax_cols(f, u, cn, cw, cnw, cne, ccp, cinv, parity):
     """Exact solve along every column x with x % 2 == parity.
 
     Columns are swept together in a few wide blocks, row by row, so that memory
@@ -177,28 +209,14 @@ def relax_cols(f, u, cn, cw, cnw, cne, nine, ccp, cinv, parity):
     for b in nb.prange(nblocks):
         x0 = parity + 2 * per * b
         nc = min(per, (W - x0 + 1) // 2)
-        dp = np.empty((H, per))
+        dp = np.empty((H, per), u.dtype)
         for y in range(H):
             for j in range(nc):
                 x = x0 + 2 * j
-                n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-                rhs = f[y, x]
-                if x > 0:
-                    rhs += w * u[y, x - 1]
-                    if nine:
-                        if y > 0:
-                            rhs += nw * u[y - 1, x - 1]
-                        if y + 1 < H:
-                            rhs += sw * u[y + 1, x - 1]
-                if x + 1 < W:
-                    rhs += e * u[y, x + 1]
-                    if nine:
-                        if y > 0:
-                            rhs += ne * u[y - 1, x + 1]
-                        if y + 1 < H:
-                            rhs += se * u[y + 1, x + 1]
+                c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+                rhs = f[y, x] + _off_cols(u, cnw, y, x, H, W, c)
                 pd = dp[y - 1, j] if y > 0 else 0.0
-                dp[y, j] = (rhs + n * pd) * cinv[y, x]
+                dp[y, j] = (rhs + c[0] * pd) * cinv[y, x]
         for j in range(nc):
             x = x0 + 2 * j
             u[H - 1, x] = dp[H - 1, j]

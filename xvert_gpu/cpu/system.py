@@ -8,9 +8,6 @@ from . import stencil, vectors
 from .multigrid import Hierarchy, Level
 from .weights import edge_weights
 
-_NO_DIAGONALS = np.zeros((1, 1), np.float32)
-
-
 def weight_arrays(image: np.ndarray, lam: float, alpha: float, eps: float,
                   delta: float) -> tuple[np.ndarray, np.ndarray]:
     """Couplings to the north and west neighbours, shape (H, W), float32."""
@@ -28,8 +25,7 @@ class CpuSystem:
     def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float):
         self.b = np.ascontiguousarray(image, dtype=np.float32)
         cn, cw = weight_arrays(self.b, lam, alpha, eps, delta)
-        mass = np.ones(image.shape, np.float32)
-        self.fine = Level(mass, cn, cw, _NO_DIAGONALS, _NO_DIAGONALS, nine=False)
+        self.fine = Level(None, cn, cw, None, None)  # unit mass, 5-point
         self.hierarchy = Hierarchy(self.fine)
         self._op = self.fine.op
 

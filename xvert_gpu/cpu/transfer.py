@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .stencil import _NJ, apply_at, neighbours
+from .stencil import _NJ, apply_at, diagonal, neighbours
 
 
 def coarse_shape(H: int, W: int) -> tuple[int, int]:
@@ -21,8 +21,8 @@ def coarse_shape(H: int, W: int) -> tuple[int, int]:
 
 
 @nb.njit(parallel=True, **_NJ)
-def interpolation_weights(mass, cn, cw, cnw, cne, nine, pw):
-    H, W = mass.shape
+def interpolation_weights(mass, cn, cw, cnw, cne, pw):
+    H, W = cn.shape
     # points on coarse rows or columns first: cell centres interpolate through them
     for y in nb.prange(H):
         for x in range(W):
@@ -33,8 +33,9 @@ def interpolation_weights(mass, cn, cw, cnw, cne, nine, pw):
             elif y % 2 == 1 and x % 2 == 1:
                 continue
             else:
-                n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-                diag = mass[y, x] + n + s + w + e + nw + ne + sw + se
+                c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+                n, s, w, e, nw, ne, sw, se = c
+                diag = diagonal(mass, c, y, x)
                 if y % 2 == 0:  # between two coarse points of one row
                     den = diag - n - s
                     if den > 0.0:
@@ -51,8 +52,9 @@ def interpolation_weights(mass, cn, cw, cnw, cne, nine, pw):
         if y % 2 == 0:
             continue
         for x in range(1, W, 2):
-            n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-            diag = mass[y, x] + n + s + w + e + nw + ne + sw + se
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            n, s, w, e, nw, ne, sw, se = c
+            diag = diagonal(mass, c, y, x)
             p0 = nw + n * pw[0, y - 1, x] + w * pw[0, y, x - 1]
             p1 = n * pw[1, y - 1, x]
             p2 = w * pw[2, y, x - 1]
@@ -117,24 +119,40 @@ def restrict(r, pw, rc):
             rc[I, J] = acc
 
 
-@nb.njit(parallel=True, **_NJ)
-def restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, nine, pw, rc):
+def restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, pw, rc):
     """rc = P^T (f - A u), where the residual is known to vanish on odd columns.
 
     After a zebra sweep that ends with exact solves of the odd columns, only the
-    even columns carry a residual: computing it there, inside the restriction,
-    halves the work and never stores the residual.
+    even columns carry a residual: it is computed there only, row by row (each
+    fine row once), and then summed into the coarse rows.
     """
     H, W = u.shape
+    r = np.empty((H, rc.shape[1]), np.float64)
+    _residual_even_columns(f, u, mass, cn, cw, cnw, cne, r)
+    _restrict_even_columns(r, pw, rc)
+
+
+@nb.njit(parallel=True, **_NJ)
+def _residual_even_columns(f, u, mass, cn, cw, cnw, cne, r):
+    H, W = u.shape
+    for y in nb.prange(H):
+        for J in range(r.shape[1]):
+            r[y, J] = f[y, 2 * J] - apply_at(u, mass, cn, cw, cnw, cne, y, 2 * J, H, W)
+
+
+@nb.njit(parallel=True, **_NJ)
+def _restrict_even_columns(r, pw, rc):
+    H = r.shape[0]
     Hc, Wc = rc.shape
     for I in nb.prange(Hc):
+        y = 2 * I
         for J in range(Wc):
             x = 2 * J
-            acc = 0.0
-            for y in range(max(2 * I - 1, 0), min(2 * I + 2, H)):
-                k = 2 if y < 2 * I else 0
-                r = f[y, x] - apply_at(u, mass, cn, cw, cnw, cne, nine, y, x, H, W)
-                acc += pw[k, y, x] * r
+            acc = pw[0, y, x] * r[y, J]
+            if y > 0:  # the fine row above sees (I, J) as its lower-left corner
+                acc += pw[2, y - 1, x] * r[y - 1, J]
+            if y + 1 < H:
+                acc += pw[0, y + 1, x] * r[y + 1, J]
             rc[I, J] = acc
 
 
@@ -146,16 +164,16 @@ def _row_sums(pw, out):
             out[y, x] = pw[0, y, x] + pw[1, y, x] + pw[2, y, x] + pw[3, y, x]
 
 
-def galerkin(mass, cn, cw, cnw, cne, nine, pw, mc, cnc, cwc, cnwc, cnec):
+def galerkin(mass, cn, cw, cnw, cne, pw, mc, cnc, cwc, cnwc, cnec):
     """Coarse operator P^T A P in the same symmetric 9-point form."""
-    p1 = np.empty(mass.shape, np.float32)
+    p1 = np.empty(cn.shape, np.float32)
     _row_sums(pw, p1)
-    _galerkin(mass, cn, cw, cnw, cne, nine, pw, p1, mc, cnc, cwc, cnwc, cnec)
+    _galerkin(mass, cn, cw, cnw, cne, pw, p1, mc, cnc, cwc, cnwc, cnec)
 
 
 @nb.njit(parallel=True, **_NJ)
-def _galerkin(mass, cn, cw, cnw, cne, nine, pw, p1, mc, cnc, cwc, cnwc, cnec):
-    H, W = mass.shape
+def _galerkin(mass, cn, cw, cnw, cne, pw, p1, mc, cnc, cwc, cnwc, cnec):
+    H, W = cn.shape
     Hc, Wc = mc.shape
     for I in nb.prange(Hc):
         for J in range(Wc):
@@ -169,7 +187,7 @@ def _galerkin(mass, cn, cw, cnw, cne, nine, pw, p1, mc, cnc, cwc, cnwc, cnec):
                     p = _weight(pw, y, x, I, J)
                     if p == 0.0:
                         continue
-                    c = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
+                    c = neighbours(cn, cw, cnw, cne, y, x, H, W)
                     # A row of fine point (y, x) times P, for the four stored coarse directions
                     # and the full row sum (A P 1), in difference form
                     for t in range(9):
@@ -180,7 +198,7 @@ def _galerkin(mass, cn, cw, cnw, cne, nine, pw, p1, mc, cnc, cwc, cnwc, cnec):
                         if yy < 0 or yy >= H or xx < 0 or xx >= W:
                             continue
                         if t == 4:
-                            a = mass[y, x] + c[0] + c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7]
+                            a = diagonal(mass, c, y, x)
                         else:
                             # t: 0 nw, 1 n, 2 ne, 3 w, 5 e, 6 sw, 7 s, 8 se
                             if t == 0:
@@ -215,16 +233,16 @@ def _galerkin(mass, cn, cw, cnw, cne, nine, pw, p1, mc, cnc, cwc, cnwc, cnec):
 
 
 @nb.njit(**_NJ)
-def dense_matrix(mass, cn, cw, cnw, cne, nine):
+def dense_matrix(mass, cn, cw, cnw, cne):
     """The level's operator as a dense matrix (for the coarsest direct solve)."""
-    H, W = mass.shape
+    H, W = cn.shape
     n = H * W
     A = np.zeros((n, n))
     for y in range(H):
         for x in range(W):
             i = y * W + x
-            c = neighbours(cn, cw, cnw, cne, nine, y, x, H, W)
-            A[i, i] = mass[y, x] + c[0] + c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7]
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            A[i, i] = diagonal(mass, c, y, x)
             offs = ((-1, 0, c[0]), (1, 0, c[1]), (0, -1, c[2]), (0, 1, c[3]),
                     (-1, -1, c[4]), (-1, 1, c[5]), (1, -1, c[6]), (1, 1, c[7]))
             for dy, dx, v in offs:
