@@ -55,7 +55,7 @@ class Level:
     def op(self) -> tuple:
         return self.mass, self.cn, self.cw, self.cnw, self.cne
 
-    def buffer(self, name: str, dtype=np.float32) -> np.ndarray:
+    def buffer(self, name: str, dtype=np.float64) -> np.ndarray:
         buf = self.work.get(name)
         if buf is None:
             buf = self.work[name] = np.empty(self.shape, dtype)
@@ -89,9 +89,7 @@ class Hierarchy:
 
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
         """z = B r, with B the symmetric V-cycle approximation of A^-1."""
-        f = self.levels[0].buffer("f")
-        f[...] = r  # the cycle only needs float32; reading float64 r in every sweep costs twice
-        self._cycle(0, f, z)
+        self._cycle(0, r, z)
 
     def _cycle(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
         level = self.levels[k]

@@ -181,7 +181,7 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
     nrows = (H - parity + 1) // 2
     for k in nb.prange(nrows):
         y = parity + 2 * k
-        dp = np.empty(W, u.dtype)
+        dp = np.empty(W)  # float64, as the CUDA kernels' scratch
         prev = 0.0
         for x in range(W):
             c = neighbours(cn, cw, cnw, cne, y, x, H, W)
@@ -209,7 +209,7 @@ def relax_cols(f, u, cn, cw, cnw, cne, ccp, cinv, parity):
     for b in nb.prange(nblocks):
         x0 = parity + 2 * per * b
         nc = min(per, (W - x0 + 1) // 2)
-        dp = np.empty((H, per), u.dtype)
+        dp = np.empty((H, per))  # float64, as the CUDA kernels' scratch
         for y in range(H):
             for j in range(nc):
                 x = x0 + 2 * j
