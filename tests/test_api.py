@@ -89,3 +89,15 @@ def test_torch_cpu_tensor_round_trip():
     assert isinstance(p.hfc, torch.Tensor)
     shared = xvert_gpu.to_torch(g.numpy())
     assert shared.data_ptr() == g.numpy().ctypes.data
+
+
+def test_enhancer_is_exported_lazily():
+    import subprocess
+    import sys
+    code = ("import sys, xvert_gpu; before = 'torch' in sys.modules; "
+            "from xvert_gpu.enhancer import Enhancer; "
+            "print(before, xvert_gpu.Enhancer is Enhancer, 'Enhancer' in xvert_gpu.__all__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'Enhancerr'"):
+        xvert_gpu.Enhancerr

@@ -45,6 +45,16 @@ def test_type_dtype_and_shape_kept(enhancer, image, kind):
     assert o.max() == top and o.min() == 0
 
 
+def test_nested_list_and_other_integer_types(enhancer, image):
+    small = image[:40, :48].astype(np.float32) / 255
+    want = enhancer.enhance(small)
+    got = enhancer.enhance(small.tolist())  # float64 values on [0, 1]
+    assert isinstance(got, np.ndarray) and got.shape == small.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    wide = enhancer.enhance(image[:40, :48].astype(np.int32) * 1000)  # int32: scaled by its own range
+    assert wide.dtype == np.int32 and wide.min() >= 0
+
+
 def test_same_result_whatever_the_input_scaling(enhancer, image):
     a = enhancer.enhance(image.astype(np.float32) / 255)
     b = enhancer.enhance(image.astype(np.uint16) * 16, bits=12)  # 12-bit data: same [0,1] image
@@ -140,3 +150,13 @@ def test_cuda_arrays_stay_on_the_gpu(nets, image):
     assert t.is_cuda and t.dtype == torch.uint8
     cpu = Enhancer(nets, META, device="cpu").enhance(image)
     assert np.abs(out.get().astype(int) - cpu.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32", "uint32", "int64", "uint64"])
+def test_quantise_reaches_the_top_without_wrapping(dtype):
+    from xvert_gpu.stretch import quantise
+    out = quantise(np.array([0.0, 0.5, 1.0], np.float32), dtype)
+    info = np.iinfo(dtype)
+    assert out.dtype == np.dtype(dtype)
+    assert out[0] == 0 and 0 < out[1] < out[2]
+    assert out[2] >= info.max - 2 ** max(0, info.bits - 53)  # float64 cannot hold 2**63 - 1

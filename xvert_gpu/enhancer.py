@@ -35,13 +35,6 @@ __all__ = ["Enhancer"]
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def _numpy_dtype(image: Any) -> np.dtype:
-    dt = image.dtype
-    if isinstance(dt, torch.dtype):
-        return torch.empty((), dtype=dt).numpy().dtype
-    return np.dtype(dt)
-
-
 def _scaled(a: Any, bits: int | None) -> Any:
     """float32 on [0, 1]: integers divided by ``2**bits - 1`` (default: their dtype's range)."""
     x = to_unit_float(a)
@@ -190,7 +183,7 @@ class Enhancer:
 
         Parameters
         ----------
-        image : NumPy, CuPy or torch array
+        image : NumPy, CuPy or torch array (or a nested list)
             Integers are read as ``[0, 2**bits - 1]`` (default: their dtype's full
             range, e.g. 0..65535 for uint16); floats must be on [0, 1].
         bits : int, optional
@@ -208,5 +201,5 @@ class Enhancer:
         with caller_stream(image):
             y = self.enhance_unit(stack)
             y = y if x.ndim == 3 else y[0]
-            out = quantise(y, _numpy_dtype(image), bits if a.dtype.kind in "ui" else None)
+            out = quantise(y, np.dtype(a.dtype), bits if a.dtype.kind in "ui" else None)
             return back(move_like(out, image))

@@ -56,4 +56,8 @@ def quantise(y: Any, dtype: Any, bits: int | None = None) -> Any:
     if not 1 <= bits <= full:
         raise ValueError(f"bits must be between 1 and {full} for {dtype}; got {bits}")
     top = float(2 ** bits - 1)
-    return xp.rint(xp.clip(y, 0, 1) * top).astype(dtype)
+    if bits <= 24:  # float32 holds every integer up to 2**24 exactly
+        return xp.rint(xp.clip(y, 0, 1) * top).astype(dtype)
+    # wider integers: float64, capped below 2**bits (2**63 - 1 rounds up to 2**63 and would wrap)
+    limit = min(top, float(np.nextafter(2.0 ** bits, 0.0)))
+    return xp.minimum(xp.rint(xp.clip(y, 0, 1).astype(xp.float64) * top), limit).astype(dtype)
