@@ -8,6 +8,7 @@ from . import stencil, vectors
 from .multigrid import Hierarchy, Level
 from .weights import edge_weights
 
+
 def weight_arrays(image: np.ndarray, lam: float, alpha: float, eps: float,
                   delta: float) -> tuple[np.ndarray, np.ndarray]:
     """Couplings to the north and west neighbours, shape (H, W), float32."""
