@@ -55,10 +55,11 @@ class Level:
     def op(self) -> tuple:
         return self.mass, self.cn, self.cw, self.cnw, self.cne
 
-    def buffer(self, name: str, dtype=np.float64) -> np.ndarray:
+    def buffer(self, name: str, dtype=np.float64, shape: tuple | None = None) -> np.ndarray:
+        """A work array kept between cycles (the level's shape unless ``shape`` is given)."""
         buf = self.work.get(name)
         if buf is None:
-            buf = self.work[name] = np.empty(self.shape, dtype)
+            buf = self.work[name] = np.empty(shape or self.shape, dtype)
         return buf
 
 
@@ -104,7 +105,8 @@ class Hierarchy:
         fc = coarse.buffer("f")
         uc = coarse.buffer("u")
         # pre-smoothing ends with exact solves of the odd columns: their residual is zero
-        transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc)
+        transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc,
+                                                level.buffer("r", shape=(level.shape[0], fc.shape[1])))
         self._cycle(k + 1, fc, uc)
         transfer.prolong_add(uc, level.pw, u)
         for step in reversed(pre):
