@@ -15,7 +15,6 @@ state dicts read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .io import file_sha256
 
 META_NAME = "xvert_gpu.json"
 FORMAT_VERSION = 1
@@ -146,11 +147,3 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[list[Any
 
 def _call_stage(chain: Any, stage: int, xp: Tensor, hfc: Tensor) -> Tensor:
     return chain(xp, hfc, stage)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -7,14 +7,13 @@ so the two crops of one film never sit on both sides of it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .io import EXTENSIONS, read_image
+from .io import EXTENSIONS, file_sha256, read_image
 from .roi import crop_roi, spine_rois
 
 
@@ -31,14 +30,6 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
     return sorted(found)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -67,7 +58,7 @@ def load_rois(paths: Sequence[Path], size: int = 512) -> RoiSet:
     if not crops:
         raise ValueError("no training images")
     return RoiSet(np.stack(crops).astype(np.float32), np.asarray(owner), list(paths),
-                  [sha256(Path(p)) for p in paths])
+                  [file_sha256(p) for p in paths])
 
 
 def split_images(n: int, fractions: Sequence[float] = (0.7, 0.2, 0.1),

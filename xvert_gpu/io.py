@@ -44,6 +44,7 @@ and are dropped from derived DICOM output.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import os
 import tempfile
@@ -443,6 +444,15 @@ def _read_jsrt(path) -> Radiograph:
     return Radiograph(pixels, JSRT_BITS, "jsrt", str(path), inverted=True)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_image(path) -> Radiograph:
     """Read a radiograph at its true bit depth. Raises :class:`ImageReadError` on any failure.
 
@@ -639,7 +649,6 @@ def _dicom_dataset(path, q: np.ndarray, bits: int, like: Radiograph | None,
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
-    import hashlib
 
     src = like.dataset if like is not None else None
     ds = Dataset()

@@ -27,25 +27,16 @@ replaces another's).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from ..io import file_sha256
 from .manifest import Manifest
 from .paths import Job, output_path
 
-__all__ = ["decide", "file_sha256", "SKIP", "RUN", "REFUSE"]
+__all__ = ["decide", "SKIP", "RUN", "REFUSE"]
 
 SKIP, RUN, REFUSE = "skip", "run", "refuse"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stale(job: Job, row, out: Path, params: str, model: str) -> str | None:

@@ -39,13 +39,13 @@ class _Local:
 
         self._restore = limit_threads(opts.threads)
         try:
-            probe = Enhancer.from_pretrained(opts.model, device=opts.device)
+            self.enhancer = Enhancer.from_pretrained(opts.model, device=opts.device)
         except (FileNotFoundError, ValueError, RuntimeError) as exc:
             self._restore()
             raise UsageError(f"cannot load model {opts.model!r} on device {opts.device!r}: "
                              f"{exc}") from None
-        bs = opts.batch_size or (8 if probe.device == "cuda" else 1)
-        self.enhancer = Enhancer(probe.stages, probe.meta, device=opts.device, batch_size=bs)
+        bs = opts.batch_size or (8 if self.enhancer.device == "cuda" else 1)
+        self.enhancer.batch_size = bs  # a plain setting: no need to build a second Enhancer
         self.identity = self.enhancer.identity
         self.batch_size = bs
         self.workers = opts.workers or default_workers()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import ImageReadError, ImageWriteError, Radiograph, read_image, write_image
+from ..io import ImageReadError, ImageWriteError, Radiograph, file_sha256, read_image, write_image
 from .paths import Job, safe_output
 
 __all__ = ["Loaded", "Result", "load", "group_key", "enhance_group", "save", "derivation",
@@ -80,11 +80,7 @@ def load(job: Job) -> Loaded | Result:
     try:
         st = os.stat(job.source)
         fields.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
-        h = hashlib.sha256()
-        with open(job.source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        fields["sha256"] = h.hexdigest()
+        fields["sha256"] = file_sha256(job.source)
         rad = read_image(job.source)
     except BaseException as exc:  # noqa: BLE001 - one bad file must not stop the run
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -145,8 +141,7 @@ def save(item: Loaded, pixels: np.ndarray | BaseException, outdir: str | os.Path
 
     ``pixels`` may be the exception :func:`enhance_group` returned: then the result is failed.
     """
-    job, fields = item.job, dict(item.fields)
-    fields["worker"] = worker_name()
+    job, fields = item.job, dict(item.fields)  # "worker" was set by load, in this process
     if isinstance(pixels, BaseException):
         fields["seconds"] = time.perf_counter() - item.started
         return Result(job.key, job.source, "failed", f"enhancement failed: {_reason(pixels)}",
