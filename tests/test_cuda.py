@@ -297,7 +297,7 @@ def stack(shape, kinds=("synthetic", "real", "noise"), seed: int = 0) -> np.ndar
 
 def cpu_levels(images: np.ndarray) -> list[list]:
     """CPU hierarchy levels per image: levels[k][n]."""
-    hs = [CpuSystem(im, LAM, ALPHA, EPS, DELTA).hierarchy for im in images]
+    hs = [CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False).hierarchy for im in images]
     return [[h.levels[k] for h in hs] for k in range(len(hs[0].levels))], hs
 
 
@@ -586,7 +586,8 @@ def cpu_solve(im, tol, maxiter=None):
     key = (im.shape, im.tobytes(), tol, maxiter)
     if key not in _CPU_SOLVES:
         history: list[float] = []
-        g, info = krylov.pcg(CpuSystem(im, LAM, ALPHA, EPS, DELTA), tol=tol, maxiter=maxiter,
+        g, info = krylov.pcg(CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False), tol=tol,
+                             maxiter=maxiter,
                              residuals=history)
         _CPU_SOLVES[key] = (g.astype(np.float32), len(history) - 1, history, info == 0)
     return _CPU_SOLVES[key]

@@ -16,7 +16,8 @@ def _iterations_to(x, exact, target, maxiter=120, **kw):
     errs = []
     from xvert_gpu.cpu.system import CpuSystem
     from xvert_gpu.krylov import pcg
-    system = CpuSystem(x.astype(np.float32), kw.get("lam", 1.0), 1.2, 1e-4, 1e-4)
+    system = CpuSystem(x.astype(np.float32), kw.get("lam", 1.0), 1.2, 1e-4, 1e-4,
+                       plateaus=kw.get("plateaus", True))
     pcg(system, tol=1e-12, maxiter=maxiter, callback=lambda u: errs.append(detail_error(u, exact, x)))
     hits = [i + 1 for i, e in enumerate(errs) if e <= target]
     return hits[0] if hits else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import stencil, transfer
+from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
 
@@ -70,9 +71,12 @@ class Hierarchy:
     ----------
     fine : Level
         The finest operator.
+    plateaus : Plateaus, optional
+        The finest operator's plateaus, relaxed before and after the cycle.
     """
 
-    def __init__(self, fine: Level):
+    def __init__(self, fine: Level, plateaus: Plateaus | None = None):
+        self.plateaus = plateaus
         self.levels = [fine]
         level = fine
         while level.cn.size > COARSEST:
@@ -91,6 +95,9 @@ class Hierarchy:
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
         """z = B r, with B the symmetric V-cycle approximation of A^-1."""
         self._cycle(0, r, z)
+        if self.plateaus is not None:
+            # the post-smoother ends on the even rows: their residual is zero
+            self.plateaus.correct(r, z, odd_rows_only=True)
 
     def _cycle(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
         level = self.levels[k]
@@ -98,7 +105,10 @@ class Hierarchy:
             u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
             return
         pre = _PRE * (SWEEPS[0] if k == 0 else SWEEPS[1])
-        u[...] = 0.0
+        if k == 0 and self.plateaus is not None:
+            self.plateaus.start(f, u)
+        else:
+            u[...] = 0.0
         for step in pre:
             level.relax(f, u, step)
         coarse = self.levels[k + 1]
@@ -120,12 +130,14 @@ class Hierarchy:
                       *lv.work.values()):
                 if a is not None:
                     total += a.nbytes
+        total += 0 if self.plateaus is None else self.plateaus.nbytes
         return total + self._coarse_inv.nbytes
 
 
 # one alternating sweep: x-lines (even, odd rows), then y-lines (even, odd columns); reversed after
 _PRE = ((True, 0), (True, 1), (False, 0), (False, 1))
 assert _PRE[-1] == (False, 1)  # restrict_residual_even_columns relies on it
+assert _PRE[0] == (True, 0)  # Plateaus.correct(odd_rows_only=True) after the cycle relies on it
 # alternating sweeps on the finest level and on every coarser one: coarse sweeps are cheap and
 # keep the iteration count from growing with size (42 -> 48 from 512^2 to 2048^2, 57 with one)
 SWEEPS = (1, 2)

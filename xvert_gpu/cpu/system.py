@@ -6,6 +6,7 @@ import numpy as np
 
 from . import stencil, vectors
 from .multigrid import Hierarchy, Level
+from .plateaus import STRONG, Plateaus
 from .weights import edge_weights
 
 
@@ -19,15 +20,21 @@ def weight_arrays(image: np.ndarray, lam: float, alpha: float, eps: float,
 
 
 class CpuSystem:
-    """Matrix-free operator, multigrid preconditioner and fused PCG updates."""
+    """Matrix-free operator, multigrid preconditioner and fused PCG updates.
+
+    ``plateaus=False`` leaves out the plateau correction, giving the plain
+    V-cycle that the CUDA backend runs (its tests compare the two).
+    """
 
     backend = "cpu"
 
-    def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float):
+    def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float,
+                 plateaus: bool = True):
         self.b = np.ascontiguousarray(image, dtype=np.float32)
         cn, cw = weight_arrays(self.b, lam, alpha, eps, delta)
         self.fine = Level(None, cn, cw, None, None)  # unit mass, 5-point
-        self.hierarchy = Hierarchy(self.fine)
+        strong = STRONG * lam / eps
+        self.hierarchy = Hierarchy(self.fine, Plateaus(cn, cw, strong) if plateaus and lam > 0 else None)
         self._op = self.fine.op
 
     def zeros(self, precise: bool = False) -> np.ndarray:

@@ -1,0 +1,120 @@
+"""Plateau correction of the CPU preconditioner: labels, Galerkin diagonal, the step, symmetry."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xvert_gpu import reference
+from xvert_gpu.cpu.plateaus import Plateaus
+from xvert_gpu.cpu.system import CpuSystem, weight_arrays
+from xvert_gpu.samples import NAMES, load_sample
+
+from test_wls import _iterations_to
+from conftest import exact_smooth
+
+LAM, EPS = 1.0, 1e-4
+STRONG = 0.5 * LAM / EPS
+
+
+def crop(shape, name=NAMES[0], top=200, left=150):
+    return load_sample(name)[top: top + shape[0], left: left + shape[1]].astype(np.float32) / 255
+
+
+def plateaus_of(x):
+    cn, cw = weight_arrays(x, LAM, 1.2, EPS, 1e-4)
+    return Plateaus(cn, cw, STRONG), cn, cw
+
+
+def piecewise_constant(labels, count):
+    """P: pixels x plateaus, one 1 per labelled pixel."""
+    on = labels.ravel() >= 0
+    rows = np.flatnonzero(on)
+    return sp.csr_matrix((np.ones(rows.size), (rows, labels.ravel()[on])), shape=(labels.size, count))
+
+
+def test_labels_of_a_hand_made_image():
+    img = np.array([[10, 10, 20, 30],
+                    [40, 10, 20, 30],
+                    [40, 50, 60, 30],
+                    [70, 70, 70, 70]], np.float32) / 255
+    p, _, _ = plateaus_of(img)
+    np.testing.assert_array_equal(p.labels, [[0, 0, 1, 2],
+                                             [3, 0, 1, 2],
+                                             [3, -1, -1, 2],
+                                             [4, 4, 4, 4]])
+    assert p.count == 5
+
+
+@pytest.mark.parametrize("shape", [(1, 9), (9, 1), (1, 1), (5, 5)])
+def test_labels_of_thin_and_constant_images(shape):
+    p, _, _ = plateaus_of(np.full(shape, 0.5, np.float32))
+    if np.prod(shape) >= 2:
+        assert p.count == 1 and (p.labels == 0).all()
+        assert p.diag[0] == pytest.approx(np.prod(shape))  # unit masses, no coupling leaves
+    else:
+        assert p.count == 0 and (p.labels == -1).all()
+
+
+def test_no_plateaus_without_equal_neighbours():
+    x = np.random.default_rng(0).random((40, 30)).astype(np.float32)
+    p, _, _ = plateaus_of(x)
+    assert p.count == 0 and (p.labels == -1).all()
+    z = np.empty_like(x)
+    p.start(x, z)
+    assert (z == 0).all()
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (61, 47)])
+def test_diagonal_is_galerkin(shape):
+    x = crop(shape)
+    p, _, _ = plateaus_of(x)
+    assert p.count > 10
+    A = reference.system_matrix(*reference.weights(x.astype(np.float64)))
+    P = piecewise_constant(p.labels, p.count)
+    np.testing.assert_allclose(p.diag, (P.T @ A @ P).diagonal(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("odd_rows_only", [False, True])
+def test_step_is_jacobi_on_the_plateaus(odd_rows_only):
+    x = crop((48, 53))
+    p, _, _ = plateaus_of(x)
+    A = reference.system_matrix(*reference.weights(x.astype(np.float64)))
+    P = piecewise_constant(p.labels, p.count)
+    rng = np.random.default_rng(1)
+    f = rng.standard_normal(x.shape).astype(np.float32)
+    u = rng.standard_normal(x.shape).astype(np.float32)
+
+    z = np.full_like(u, np.nan)
+    p.start(f, z)
+    want = P @ ((P.T @ f.ravel().astype(np.float64)) / p.diag)
+    np.testing.assert_allclose(z.ravel(), want, rtol=1e-4, atol=1e-6)
+
+    r = (f.ravel() - A @ u.ravel().astype(np.float64)).reshape(x.shape)
+    if odd_rows_only:
+        r[0::2] = 0.0
+    want = u.ravel() + P @ ((P.T @ r.ravel()) / p.diag)
+    p.correct(f, u, odd_rows_only=odd_rows_only)
+    np.testing.assert_allclose(u.ravel(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (75, 41)])
+def test_preconditioner_is_symmetric_and_positive(shape):
+    x = crop(shape, NAMES[1])
+    system = CpuSystem(x, LAM, 1.2, EPS, 1e-4)
+    assert system.hierarchy.plateaus is not None and system.hierarchy.plateaus.count > 0
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    Ba, Bb = np.empty_like(a), np.empty_like(b)
+    system.precondition(a, Ba)
+    system.precondition(b, Bb)
+    lhs, rhs = float(a.ravel() @ Bb.ravel()), float(b.ravel() @ Ba.ravel())
+    assert abs(lhs - rhs) <= 1e-4 * np.sqrt(float(a.ravel() @ Ba.ravel()) * float(b.ravel() @ Bb.ravel()))
+    assert float(a.ravel() @ Ba.ravel()) > 0 and float(b.ravel() @ Bb.ravel()) > 0
+
+
+def test_correction_cuts_the_iterations():
+    x, exact = exact_smooth(NAMES[0])
+    with_plateaus = _iterations_to(x, exact, 1e-5)
+    without = _iterations_to(x, exact, 1e-5, plateaus=False)
+    assert with_plateaus is not None and without is not None
+    assert with_plateaus <= 0.6 * without, (with_plateaus, without)

@@ -1,0 +1,183 @@
+"""Plateau correction: the constant of every strongly coupled pixel run, relaxed as one unknown.
+
+A quantised radiograph is a mosaic of plateaus: connected runs of (nearly)
+equal pixels, coupled to each other by the largest weight the filter gives
+(``lam / eps``) and to their surroundings by weights up to 1e4 times weaker.
+Each plateau's constant is a mode of tiny energy. Line smoothing cannot
+reduce it when the plateau meanders across rows and columns, and the
+black-box coarse grid cannot represent it when no coarse point lies on it:
+those modes are what bounded the plain V-cycle at 35-48 iterations.
+
+With ``P`` the piecewise-constant map from plateaus (of two or more pixels)
+to pixels and ``D`` the diagonal of the Galerkin operator ``P^T A P``, one
+Jacobi step ``u += P D^-1 P^T (f - A u)`` before and after the V-cycle
+relaxes all plateau constants at the cost of about one operator application,
+and halves the iteration count at every size (see ``benchmarks/README.md``).
+Applied symmetrically it keeps the preconditioner symmetric.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .stencil import _NJ, apply_at
+
+MIN_SIZE = 2  # a single pixel is already relaxed exactly by the line smoother
+STRONG = 0.5  # a coupling is strong above this fraction of lam / eps (the largest weight)
+
+
+@nb.njit(inline="always", **_NJ)
+def _find(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]  # path halving
+        i = parent[i]
+    return i
+
+
+@nb.njit(inline="always", **_NJ)
+def _union(parent, i, j):
+    a = _find(parent, i)
+    b = _find(parent, j)
+    if a != b:
+        parent[max(a, b)] = min(a, b)  # the smaller index is the root: roots precede members
+
+
+@nb.njit(**_NJ)
+def _label(cn, cw, strong, labels):
+    """Union-find over strong couplings; plateaus of MIN_SIZE or more pixels get ids 0..n-1.
+
+    ``labels`` (the labels' integer type sizes the temporaries) doubles as the
+    parent forest, so the only other array is one of sizes.
+    """
+    H, W = cn.shape
+    parent = labels.ravel()
+    for i in range(H * W):
+        parent[i] = i
+    for y in range(H):
+        for x in range(W):
+            i = y * W + x
+            if y > 0 and cn[y, x] >= strong:
+                _union(parent, i, i - W)
+            if x > 0 and cw[y, x] >= strong:
+                _union(parent, i, i - 1)
+    size = np.zeros(H * W, labels.dtype)
+    for i in range(H * W):
+        root = _find(parent, i)
+        parent[i] = root  # roots precede their members, so this pass compresses fully
+        size[root] += 1
+    count = 0
+    for i in range(H * W):  # a root comes before its members: number it, then they copy it
+        root = parent[i]
+        if root == i:
+            if size[i] >= MIN_SIZE:
+                size[i] = -1 - count  # the root's size slot now holds its id, negated
+                parent[i] = count
+                count += 1
+            else:
+                parent[i] = -1
+        else:
+            parent[i] = -1 - size[root] if size[root] < 0 else -1
+    return count
+
+
+@nb.njit(**_NJ)
+def _galerkin_diagonal(cn, cw, labels, diag):
+    """diag[p] = (P^T A P)[p, p]: the plateau's unit masses plus the couplings that leave it."""
+    H, W = cn.shape
+    diag[:] = 0.0
+    for y in range(H):
+        for x in range(W):
+            p = labels[y, x]
+            if p < 0:
+                continue
+            d = 1.0
+            if y > 0 and labels[y - 1, x] != p:
+                d += cn[y, x]
+            if y + 1 < H and labels[y + 1, x] != p:
+                d += cn[y + 1, x]
+            if x > 0 and labels[y, x - 1] != p:
+                d += cw[y, x]
+            if x + 1 < W and labels[y, x + 1] != p:
+                d += cw[y, x + 1]
+            diag[p] += d
+
+
+@nb.njit(parallel=True, **_NJ)
+def _sums(f, u, cn, cw, labels, parts, odd_rows_only):
+    """parts[t] = per-plateau sums of f - A u over thread t's rows (u None: of f alone).
+
+    With ``odd_rows_only`` the even rows are skipped: an x-line sweep over them
+    has just left their residual at zero.
+    """
+    H, W = labels.shape
+    T = parts.shape[0]
+    for t in nb.prange(T):
+        acc = parts[t]
+        acc[:] = 0.0
+        for y in range(t * H // T, (t + 1) * H // T):
+            if odd_rows_only and y % 2 == 0:
+                continue
+            for x in range(W):
+                p = labels[y, x]
+                if p >= 0:
+                    v = np.float64(f[y, x])
+                    if u is not None:
+                        v -= apply_at(u, None, cn, cw, None, None, y, x, H, W)
+                    acc[p] += v
+
+
+@nb.njit(parallel=True, **_NJ)
+def _spread(parts, diag, labels, u, add):
+    """c = sum(parts) / diag; u = P c (``add``: u += P c), zero off the plateaus unless adding."""
+    n = diag.shape[0]
+    c = parts[0]
+    for t in range(1, parts.shape[0]):
+        c += parts[t]
+    for p in nb.prange(n):
+        c[p] /= diag[p]
+    H, W = labels.shape
+    for y in nb.prange(H):
+        for x in range(W):
+            p = labels[y, x]
+            if p >= 0:
+                if add:
+                    u[y, x] += c[p]
+                else:
+                    u[y, x] = c[p]
+            elif not add:
+                u[y, x] = 0.0
+
+
+class Plateaus:
+    """The plateaus of one 5-point, unit-mass operator and their Jacobi correction.
+
+    Parameters
+    ----------
+    cn, cw : ndarray
+        Couplings to the north and west neighbours, shape (H, W).
+    strong : float
+        Couplings at or above this value join two pixels into one plateau.
+    """
+
+    def __init__(self, cn: np.ndarray, cw: np.ndarray, strong: float):
+        self.cn, self.cw = cn, cw
+        self.labels = np.empty(cn.shape, np.int32 if cn.size < 2**31 else np.int64)
+        self.count = int(_label(cn, cw, float(strong), self.labels))
+        self.diag = np.empty(self.count)
+        _galerkin_diagonal(cn, cw, self.labels, self.diag)
+        self._parts = np.empty((nb.get_num_threads(), self.count))
+
+    def start(self, f: np.ndarray, u: np.ndarray) -> None:
+        """u = P D^-1 P^T f: the correction from a zero guess, which needs no residual."""
+        _sums(f, None, self.cn, self.cw, self.labels, self._parts, False)
+        _spread(self._parts, self.diag, self.labels, u, False)
+
+    def correct(self, f: np.ndarray, u: np.ndarray, odd_rows_only: bool = False) -> None:
+        """u += P D^-1 P^T (f - A u)."""
+        _sums(f, u, self.cn, self.cw, self.labels, self._parts, odd_rows_only)
+        _spread(self._parts, self.diag, self.labels, u, True)
+
+    @property
+    def nbytes(self) -> int:
+        return self.labels.nbytes + self.diag.nbytes + self._parts.nbytes
