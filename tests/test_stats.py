@@ -156,3 +156,13 @@ def test_table_one_lower_is_better_and_mean_std():
 def test_table_one_missing_proposed():
     with pytest.raises(ValueError, match="proposed"):
         table_one({"D": {"a": {"m": [1.0, 2.0]}}}, proposed="ours")
+
+
+def test_write_rows_csv_header_without_rows(tmp_path):
+    path = tmp_path / "empty.csv"
+    write_rows_csv([], path, fieldnames=["a", "b"])
+    assert path.read_text().strip() == "a,b"
+    write_rows_csv([], path)
+    assert path.read_text() == ""
+    write_rows_csv([{"a": 1, "b": None}], path, fieldnames=["b", "a"])
+    assert path.read_text().splitlines() == ["b,a", ",1"]

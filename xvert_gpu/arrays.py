@@ -46,6 +46,15 @@ def to_cupy(x: Any):
     return cupy.asarray(x)
 
 
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy array of a NumPy, CuPy or torch array (a host copy only for device data)."""
+    if _is_cupy(x):
+        return x.get()
+    if _is_torch(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
 def to_torch(x: Any):
     """A torch tensor sharing the memory of a NumPy or CuPy array (zero-copy)."""
     import torch

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, anchors, backends
+from .arrays import to_numpy
 from .preprocess import preprocess
 from .reference import detail_error
 from .samples import NAMES, load_sample
@@ -87,10 +88,6 @@ def _synced(out):
     return out
 
 
-def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
-
-
 def bench_wls(size: int, device: str, direct_max: int, jacobi_max: int, repeats: int) -> dict:
     """Our solver against scipy direct, pyamg RS-PCG and Jacobi-PCG on one sample at ``size``^2."""
     x8 = load_sample(NAMES[0], size)
@@ -108,7 +105,7 @@ def bench_wls(size: int, device: str, direct_max: int, jacobi_max: int, repeats:
     wls_smooth(data, device=device)  # warm-up: kernels compiled and cached
     (g, info), sec = _best_of(lambda: _synced(wls_smooth(data, device=device, return_info=True)),
                               repeats)
-    target = detail_error(_host(g), exact, x64)
+    target = detail_error(to_numpy(g), exact, x64)
     row["xvert_gpu"] = {"seconds": sec, "iterations": info.iterations, "detail_error": target,
                         "backend": info.backend, "tol": info.tol}
     _progress(f"wls {size}^2: pyamg Ruge-Stuben to detail error {target:.2e}")

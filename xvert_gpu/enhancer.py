@@ -27,7 +27,7 @@ from . import artefact, backends
 from .arrays import _plain, array_module, caller_stream, to_unit_float
 from .chain import ChainParams, first_input, next_input
 from .stretch import quantise, robust_stretch
-from .tiling import run_tiled
+from .tiling import check_tile, run_tiled
 from .wls import move_like, move_to
 
 __all__ = ["Enhancer"]
@@ -94,9 +94,7 @@ class Enhancer:
         self.tile, self.overlap, self.batch_size = int(tile), int(overlap), int(batch_size)
         self.profile = bool(profile)
         self.timings = {"preprocess": 0.0, "network": 0.0}
-        run_tiled_check = self.tile % self.multiple == 0 and self.tile > 2 * self.overlap
-        if not run_tiled_check:
-            raise ValueError(f"tile ({tile}) must be a multiple of {self.multiple} and > 2 * overlap")
+        check_tile(self.tile, self.overlap, self.multiple)
         for net in self.stages:
             if isinstance(net, torch.nn.Module):
                 net.to(self.torch_device)

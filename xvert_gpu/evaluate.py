@@ -47,7 +47,6 @@ An image that cannot be read, or a method that fails on an image, is recorded as
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import metrics
-from .io import Radiograph, read_image
+from .io import EXTENSIONS, Radiograph, read_image
 from .roi import crop_roi, spine_rois
 from .stats import TableOne, table_one, write_rows_csv
 
@@ -70,11 +69,14 @@ METHODS = ("xvertnet", "clahe", "farbman")
 ORIGINAL = "original"
 #: The measures, in Table I's column order.
 MEASURES = ("entropy", "tenengrad", "lpc_si", "tmqi")
+#: The columns of ``scores.csv``.
+SCORE_COLUMNS = ("dataset", "image", "roi", "top", "left", "height", "width", "bits", "method",
+                 *MEASURES)
 #: ROI size (height, width) of the paper's evaluation.
 ROI_SIZE = (290, 512)
 ROI_NAMES = ("upper", "lower")
 #: File name extensions (lower case) picked up when a folder is walked.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".img")
+IMAGE_EXTENSIONS = tuple(EXTENSIONS)  # every extension read_image knows
 
 
 @dataclass(frozen=True)
@@ -240,9 +242,7 @@ def _xvertnet(model: str, device: str, params: Mapping[str, Any]) -> Method:
     enhancer = Enhancer.from_pretrained(model, device=device, **params)
 
     def run(rad: Radiograph) -> np.ndarray:
-        if rad.pixels.dtype.kind == "f":
-            return enhancer.enhance(rad.pixels)
-        return enhancer.enhance(rad.pixels, bits=rad.bits)
+        return enhancer.enhance(rad.pixels, bits=rad.bits)  # bits only scales integer pixels
 
     return run
 
@@ -474,11 +474,7 @@ def evaluate(paths: Iterable[str | os.PathLike], methods: Sequence[str] = METHOD
     flush()
 
     files_out: dict[str, Path] = {"scores": out / "scores.csv"}
-    write_rows_csv(rows, files_out["scores"])
-    if not rows:  # write_rows_csv leaves a file without header when there is nothing
-        with open(files_out["scores"], "w", newline="") as fh:
-            csv.writer(fh).writerow(["dataset", "image", "roi", "top", "left", "height",
-                                     "width", "bits", "method", *MEASURES])
+    write_rows_csv(rows, files_out["scores"], fieldnames=SCORE_COLUMNS)
 
     scores, present, keys = _complete_cases(rows, columns, dataset)
     proposed = None

@@ -308,21 +308,26 @@ def table_one(scores: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
     return TableOne(markdown="\n".join(lines) + "\n", rows=rows)
 
 
-def write_rows_csv(rows: Iterable[Mapping], path) -> None:
+def write_rows_csv(rows: Iterable[Mapping], path, fieldnames: Sequence[str] | None = None) -> None:
     """Write :func:`table_one` rows (or any list of flat dicts) to a CSV file.
 
     Parameters
     ----------
     rows : iterable of mapping
-        Dicts sharing the same keys; the first one gives the column order.
+        Dicts sharing the same keys.
     path : str or os.PathLike
         Output file.
+    fieldnames : sequence of str, optional
+        The columns; by default the first row's keys. Given, the header is
+        written even when there are no rows.
     """
     rows = list(rows)
+    if fieldnames is None:
+        fieldnames = list(rows[0]) if rows else []
     with open(path, "w", newline="") as fh:
-        if not rows:
+        if not fieldnames:
             return
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(fieldnames))
         w.writeheader()
         for r in rows:
             w.writerow({key: ("" if val is None else val) for key, val in r.items()})

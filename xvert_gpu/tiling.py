@@ -65,11 +65,17 @@ def _ramp(n: int, start: int, size: int, overlap: int, device, dtype) -> Tensor:
     return w
 
 
+def check_tile(tile: int, overlap: int, multiple: int) -> None:
+    """Raise ``ValueError`` unless tiles are whole network multiples wider than both overlaps."""
+    if tile % multiple or tile <= 2 * overlap or overlap < 0:
+        raise ValueError(f"tile ({tile}) must be a multiple of {multiple} and > 2 * overlap ({overlap}), "
+                         "with overlap >= 0")
+
+
 def run_tiled(net: Net, xp: Tensor, hfc: Tensor, *, multiple: int, tile: int = 1024,
               overlap: int = 64) -> Tensor:
     """``net`` over (N, 1, H, W) inputs of any size, tiled with blended overlaps above ``tile``."""
-    if tile % multiple or tile <= 2 * overlap:
-        raise ValueError(f"tile ({tile}) must be a multiple of {multiple} and > 2 * overlap ({overlap})")
+    check_tile(tile, overlap, multiple)
     h, w = xp.shape[-2:]
     if h <= tile and w <= tile:
         return run_padded(net, xp, hfc, multiple)

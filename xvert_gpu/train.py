@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import artefact, backends
+from .arrays import to_cupy, to_numpy, to_torch
 from .chain import ChainParams, first_input, next_input
 from .dataset import RoiSet, find_images, load_rois, split_images
 from .losses import l1_loss, l2_loss
@@ -144,14 +145,19 @@ class _Trainer:
         self.ckpt_dir = out / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.history: list[dict[str, Any]] = []
+        self._inputs: tuple[int, Any, Any] | None = None  # (stages run, Xp, Y) of the last step
 
     # -- data ----------------------------------------------------------------------------------
 
     def _stage_inputs(self, stages: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """(Xp^t, Y^t) of every crop for the step after the given finished stages."""
+        """(Xp^t, Y^t) of every crop for the step after the given finished stages.
+
+        The inputs of the previous step are kept, so each step runs only the
+        stage that has just finished (a resumed run replays the earlier ones once).
+        """
         p = self.cfg.chain_params()
-        xp, hfc = first_input(self.rois.crops, p, device=self.backend)
-        for state in stages:
+        done, xp, hfc = self._inputs or (0, *first_input(self.rois.crops, p, device=self.backend))
+        for state in stages[done:]:
             net = _new_model(self.cfg).to(self.dev)
             net.load_state_dict(state)
             net.eval()
@@ -162,9 +168,10 @@ class _Trainer:
                     b = _tensor(hfc[s:s + self.cfg.batch_size], self.dev)
                     outs.append(net(a, b)[:, 0].float())
             out = torch.cat(outs)
-            out = out.cpu().numpy() if self.backend == "cpu" else _cupy(out)
+            out = to_numpy(out) if self.backend == "cpu" else to_cupy(out)
             xp, hfc = next_input(out, p, self.backend)
-        return _host(xp), _host(hfc)
+        self._inputs = (len(stages), xp, hfc)
+        return to_numpy(xp), to_numpy(hfc)
 
     # -- epochs --------------------------------------------------------------------------------
 
@@ -192,6 +199,15 @@ class _Trainer:
         return {k: v / max(count, 1) for k, v in sums.items()}
 
     # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self, at: tuple[int, int, int], model, stages: list[dict], optimizer: dict,
+                    generator: torch.Tensor, best: dict, best_loss: float, since: int) -> dict:
+        """Everything :meth:`run` needs to resume at (step, phase, epoch) ``at``."""
+        step, phase, epoch = at
+        return {"config": _jsonable(asdict(self.cfg)), "step": step, "phase": phase, "epoch": epoch,
+                "model": model.state_dict(), "optimizer": optimizer, "generator": generator,
+                "best": best, "best_loss": best_loss, "since": since,
+                "stages": stages, "history": json.dumps(self.history)}
 
     def _save(self, state: dict) -> None:
         path = self.ckpt_dir / "last.pt"
@@ -229,13 +245,13 @@ class _Trainer:
         bar = tqdm(total=total_epochs, initial=done_epochs, disable=not self.progress,
                    desc="train", unit="epoch", dynamic_ncols=True)
         ran = 0
+        tr, va = self.rois.subset(self.train_idx), self.rois.subset(self.val_idx)
         for step in range(start[0], cfg.steps):
             mid_step = state is not None and step == start[0] and start[1:] != (0, 0)
             if step > 0 and cfg.restart and not mid_step:
                 torch.manual_seed(cfg.seed + step)
                 model = _new_model(cfg).to(self.dev)
             xp, hfc = self._stage_inputs(stages)
-            tr, va = self.rois.subset(self.train_idx), self.rois.subset(self.val_idx)
             for phase, (loss_name, epochs) in enumerate(cfg.phases()):
                 if (step, phase) < start[:2]:
                     continue
@@ -274,20 +290,15 @@ class _Trainer:
                     bar.set_postfix({k: f"{v:.4f}" for k, v in row.items()
                                      if k.startswith(("train_loss", "val_loss"))}, refresh=False)
                     bar.update(1)
-                    self._save({"config": _jsonable(asdict(cfg)), "step": step, "phase": phase,
-                                "epoch": epoch + 1, "model": model.state_dict(),
-                                "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                                "best": best or {}, "best_loss": best_loss, "since": since,
-                                "stages": stages, "history": json.dumps(self.history)})
+                    self._save(self._checkpoint((step, phase, epoch + 1), model, stages, opt.state_dict(),
+                                                gen.get_state(), best or {}, best_loss, since))
                     self._write_log()
                 if best is not None:
                     model.load_state_dict(best)
             stages.append(copy.deepcopy(model.state_dict()))
             torch.save(stages[-1], self.ckpt_dir / f"stage{step + 1}.pt")
-            self._save({"config": _jsonable(asdict(cfg)), "step": step + 1, "phase": 0, "epoch": 0,
-                        "model": model.state_dict(), "optimizer": {}, "generator": torch.Generator().get_state(),
-                        "best": {}, "best_loss": float("inf"), "since": 0,
-                        "stages": stages, "history": json.dumps(self.history)})
+            self._save(self._checkpoint((step + 1, 0, 0), model, stages, {},
+                                        torch.Generator().get_state(), {}, float("inf"), 0))
             state = None
         bar.close()
         return self._finish(stages)
@@ -369,16 +380,7 @@ def _jsonable(d: Any) -> Any:
 
 
 def _tensor(a: np.ndarray, dev: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).to(dev)[:, None]
-
-
-def _cupy(t: torch.Tensor):
-    import cupy
-    return cupy.from_dlpack(t.contiguous())
-
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
+    return to_torch(a).to(dev)[:, None]
 
 
 def train(data: Sequence[str | Path], out: str | Path, *, resume: bool = False, progress: bool = True,

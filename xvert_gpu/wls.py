@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .arrays import array_module, caller_stream, to_working
+from .arrays import array_module, caller_stream, to_numpy, to_working
 from .krylov import pcg
 
 
@@ -169,9 +169,7 @@ def move_to(x: Any, backend: str) -> Any:
     if backend == "cuda":
         import cupy
         return cupy.asarray(x)
-    if array_module(x) is not np:
-        return x.get()
-    return x
+    return to_numpy(x)
 
 
 def move_like(y: Any, like: Any) -> Any:
@@ -182,6 +180,4 @@ def move_like(y: Any, like: Any) -> Any:
     if on_gpu:
         import cupy
         return cupy.asarray(y)
-    if array_module(y) is not np:
-        return y.get()
-    return y
+    return to_numpy(y)

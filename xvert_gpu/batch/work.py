@@ -111,8 +111,7 @@ def enhance_group(enhancer: Any, items: list[Loaded]) -> list[np.ndarray | BaseE
     that stopped it. When the stack fails, each image is retried alone, so one bad image does
     not fail its batch companions.
     """
-    rad = items[0].radiograph
-    bits = None if rad.pixels.dtype.kind == "f" else rad.bits
+    bits = items[0].radiograph.bits  # the group's; only scales integer pixels
     try:
         stack = np.stack([it.radiograph.pixels for it in items])
         out = enhancer.enhance(stack, bits=bits)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import positive_int
+
 HELP = "enhance the spine contrast of every image in files and folders (batch, resumable)"
 
 EPILOG = """\
@@ -20,16 +22,6 @@ manifest (xvert_manifest.sqlite): a rerun skips files already done with the same
 model and parameters, and finishes what an interrupted run left; failed files are retried.
 Exit status: 0 all done, 1 some files failed, 2 usage error, 130 interrupted.
 """
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {v}")
-    return v
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -44,13 +36,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--format", default="same", choices=["same", "png", "tiff", "dcm"],
                    help="output format (default: same; JPEG input gives PNG)")
-    p.add_argument("--batch-size", type=_positive, default=None, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="images per network call, equal sizes stacked (default 1 on CPU, "
                         "8 on CUDA; Dask tasks are single images)")
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="decode/encode threads; with --dask local: worker processes "
                         "(default: CPU count, 2..8)")
-    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads of the network per process/Dask worker (default: torch's)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip files the manifest records as done (default: on)")

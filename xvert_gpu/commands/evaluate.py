@@ -1,7 +1,7 @@
 """``xvert-gpu evaluate [DATA...] --methods xvertnet,clahe,farbman --out DIR``: the Table I report.
 
-DATA are image files or folders (walked recursively for .png, .jpg, .jpeg, .tif, .tiff, .dcm and
-.img files); with none, the bundled sample radiographs are evaluated. Writes ``scores.csv``,
+DATA are image files or folders (walked recursively for every extension :mod:`xvert_gpu.io`
+reads: .png, .jpg, .jpeg, .jpe, .tif, .tiff, .dcm, .dicom and .img); with none, the bundled sample radiographs are evaluated. Writes ``scores.csv``,
 ``table1.md``, ``table1.csv`` and ``sheet_NNN.png`` comparison sheets (see
 :mod:`xvert_gpu.evaluate`). Exit status 1 when any file or method failed (each failure is printed
 with its reason), 0 otherwise.
@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import positive_int
+
 HELP = "score the methods on the spine ROIs: scores.csv, Table I, comparison sheets"
 DESCRIPTION = (HELP + ". DATA are image files or folders (walked recursively for .png, .jpg, "
-               ".jpeg, .tif, .tiff, .dcm and .img files); with none, the bundled sample "
+               ".jpeg, .jpe, .tif, .tiff, .dcm, .dicom and .img files); with none, the bundled sample "
                "radiographs are evaluated. Exit status 1 when any file or method failed.")
 
 
@@ -27,13 +29,6 @@ def _methods(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(bad) or '(none)'}; "
                                          f"choose from {','.join(METHODS)}")
     return names
-
-
-def _positive(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {n}")
-    return n
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -49,7 +44,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--dataset", default=None,
                    help="dataset name in Table I (default: the images' folder name)")
-    p.add_argument("--per-sheet", type=_positive, default=4, metavar="N",
+    p.add_argument("--per-sheet", type=positive_int, default=4, metavar="N",
                    help="images per comparison sheet (default 4)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar, no table on stdout (failures are still printed)")
