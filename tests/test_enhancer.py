@@ -116,7 +116,7 @@ def test_bad_input_and_settings_raise(enhancer, nets):
         Enhancer(nets, {**META, "chain": {"steps": 3}})
     with pytest.raises(ValueError, match="precision"):
         Enhancer(nets, META, precision="fp8")
-    for tile, overlap in ((100, 16), (128, 64), (128, -16)):
+    for tile, overlap in ((102, 16), (128, 64), (128, -16)):
         with pytest.raises(ValueError, match="multiple"):
             Enhancer(nets, META, tile=tile, overlap=overlap)
 
