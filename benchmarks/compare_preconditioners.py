@@ -8,7 +8,8 @@ resized with 8-bit quantisation kept):
 - pyamg Ruge-Stuben and smoothed aggregation (the anchors);
 - 2x2 piecewise-constant aggregation, Galerkin 5-point coarse operators, red-black GS V(1,1);
 - our black-box multigrid (Dendy interpolation, Galerkin 9-point coarse levels) with
-  zebra line Gauss-Seidel, one or two alternating sweeps (x-lines then y-lines) per level.
+  zebra line Gauss-Seidel, one or two alternating sweeps (x-lines then y-lines) per level;
+- the same with the plateau correction before and after the cycle (what the CPU backend runs).
 Results and the discussion are in benchmarks/preconditioners.md.
 """
 
@@ -101,9 +102,9 @@ def aggregation_2x2(shape, wx, wy):
     return lambda r: cycle(0, r)
 
 
-def boxmg(x32, plan):
+def boxmg(x32, plan, plateaus):
     """Our hierarchy with a smoothing plan per level ('rc' = one alternating sweep)."""
-    system = CpuSystem(x32, 1.0, 1.2, 1e-4, 1e-4)
+    system = CpuSystem(x32, 1.0, 1.2, 1e-4, 1e-4, plateaus=plateaus)
     h = system.hierarchy
     sweeps = [len(s) // 2 for s in plan]
     saved = multigrid.SWEEPS
@@ -136,13 +137,15 @@ def main(sizes):
             t = time.perf_counter()
             hits = cg_iterations(A, b, make(), exact)
             rows.append((name, hits, time.perf_counter() - t))
-        for plan in (["rc"], ["rc", "rcrc"], ["rcrc"]):
-            apply, restore = boxmg(x32, plan)
-            t = time.perf_counter()
-            hits = cg_iterations(A, b, apply, exact)
-            restore()
-            rows.append((f"BoxMG + zebra lines, sweeps {'/'.join(str(len(p) // 2) for p in plan)}",
-                         hits, time.perf_counter() - t))
+        for plateaus in (False, True):
+            for plan in (["rc"], ["rc", "rcrc"], ["rcrc"]):
+                apply, restore = boxmg(x32, plan, plateaus)
+                t = time.perf_counter()
+                hits = cg_iterations(A, b, apply, exact)
+                restore()
+                name = (f"BoxMG + zebra lines, sweeps {'/'.join(str(len(p) // 2) for p in plan)}"
+                        + (" + plateaus" if plateaus else ""))
+                rows.append((name, hits, time.perf_counter() - t))
         print(f"\n{size}^2: PCG iterations to detail error (float64 CG, wall time of this script)")
         for name, hits, sec in rows:
             print(f"  {name:<44} 1e-3: {str(hits[1e-3]):>5}  1e-5: {str(hits[1e-5]):>5}  {sec:7.1f} s")

@@ -1,4 +1,4 @@
-"""Black-box multigrid V-cycle, the preconditioner of the CPU WLS solve.
+"""Black-box multigrid V-cycle: the CPU WLS preconditioner (wrapped by :mod:`.plateaus`).
 
 Operator-dependent interpolation and Galerkin coarse operators (Dendy 1982)
 keep every coarse level a 9-point grid operator, and alternating zebra line
