@@ -66,6 +66,8 @@ def test_bits_are_checked(enhancer, image):
         enhancer.enhance(image.astype(np.uint16) * 257, bits=12)
     with pytest.raises(ValueError, match="does not fit"):
         enhancer.enhance(image, bits=12)
+    with pytest.raises(ValueError, match="does not fit"):  # the sign takes a bit of int32
+        enhancer.enhance(image.astype(np.int32), bits=32)
 
 
 def test_stack_equals_images_one_by_one(enhancer, image):

@@ -26,7 +26,7 @@ import torch
 from . import artefact, backends
 from .arrays import _plain, array_module, caller_stream, to_unit_float
 from .chain import ChainParams, first_input, next_input
-from .stretch import quantise, robust_stretch
+from .stretch import integer_bits, quantise, robust_stretch
 from .tiling import check_tile, run_tiled
 from .wls import move_like, move_to
 
@@ -41,9 +41,7 @@ def _scaled(a: Any, bits: int | None) -> Any:
     if bits is None or a.dtype.kind == "f":
         return x
     full = np.iinfo(a.dtype).max
-    bits = int(bits)
-    if not 1 <= bits <= np.iinfo(a.dtype).bits:
-        raise ValueError(f"bits={bits} does not fit dtype {a.dtype}")
+    bits = integer_bits(a.dtype, bits)  # checked here, before any work, as quantise will
     top = 2 ** bits - 1
     if int(a.max()) > top:
         raise ValueError(f"image has values up to {int(a.max())}, above the {bits}-bit maximum {top}")

@@ -40,6 +40,19 @@ def robust_stretch(a: Any, low: float = LOW, high: float = HIGH) -> Any:
     return out if a.ndim == 3 else out[0]
 
 
+def integer_bits(dtype: Any, bits: int | None = None) -> int:
+    """The stored bit depth of integer ``dtype`` data: ``bits`` checked, or the dtype's own.
+
+    Signed types hold one bit less (the sign), so an int32 image has at most 31.
+    """
+    dtype = np.dtype(dtype)
+    full = np.iinfo(dtype).bits if dtype.kind == "u" else np.iinfo(dtype).bits - 1
+    bits = full if bits is None else int(bits)
+    if not 1 <= bits <= full:
+        raise ValueError(f"bits={bits} does not fit dtype {dtype}: it holds 1 to {full} bits")
+    return bits
+
+
 def quantise(y: Any, dtype: Any, bits: int | None = None) -> Any:
     """[0, 1] floats to ``dtype``: integers on [0, 2**bits - 1] (default: the dtype's range).
 
@@ -51,10 +64,7 @@ def quantise(y: Any, dtype: Any, bits: int | None = None) -> Any:
         return y.astype(xp.float32, copy=False)
     if dtype.kind not in "ui":
         raise ValueError(f"cannot write output of dtype {dtype}")
-    full = np.iinfo(dtype).bits if dtype.kind == "u" else np.iinfo(dtype).bits - 1
-    bits = full if bits is None else int(bits)
-    if not 1 <= bits <= full:
-        raise ValueError(f"bits must be between 1 and {full} for {dtype}; got {bits}")
+    bits = integer_bits(dtype, bits)
     top = float(2 ** bits - 1)
     if bits <= 24:  # float32 holds every integer up to 2**24 exactly
         return xp.rint(xp.clip(y, 0, 1) * top).astype(dtype)
