@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .io import EXTENSIONS, file_sha256, read_image
+from .io import file_sha256, image_files, read_image
 from .roi import crop_roi, spine_rois
 
 
@@ -22,9 +22,8 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     found: dict[Path, None] = {}
     for item in map(Path, inputs):
         if item.is_dir():
-            for p in sorted(item.rglob("*")):
-                if p.is_file() and p.suffix.lower() in EXTENSIONS:
-                    found[p.resolve()] = None
+            for p in image_files(item):
+                found[p.resolve()] = None
         elif item.is_file():
             found[item.resolve()] = None
         else:

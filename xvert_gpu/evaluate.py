@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import metrics
-from .io import EXTENSIONS, Radiograph, read_image
+from .io import EXTENSIONS, Radiograph, image_files, read_image
 from .roi import crop_roi, spine_rois
 from .stats import TableOne, table_one, write_rows_csv
 
@@ -148,8 +148,7 @@ def find_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Fa
     problems: list[Failure] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = image_files(p)
             if not found:
                 problems.append(Failure(str(p), None, "no image files "
                                         f"({', '.join(IMAGE_EXTENSIONS)}) in this folder"))

@@ -56,7 +56,7 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = ["Radiograph", "ImageReadError", "ImageWriteError", "read_image", "write_image",
-           "MAX_PIXELS", "FORMATS", "EXTENSIONS"]
+           "image_files", "MAX_PIXELS", "FORMATS", "EXTENSIONS"]
 
 #: Largest image (width * height) read; larger headers are refused before decoding. 2**26 is
 #: 8192 x 8192, well above any radiograph detector, and below Pillow's decompression-bomb limit.
@@ -442,6 +442,11 @@ def _read_jsrt(path) -> Radiograph:
         raise ImageReadError(path, f"not a 12-bit JSRT image: values up to {int(raw.max())} > 4095")
     pixels = (np.uint16(4095) - raw.astype(np.uint16))
     return Radiograph(pixels, JSRT_BITS, "jsrt", str(path), inverted=True)
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Files below ``folder`` (recursively) whose extension is one of :data:`EXTENSIONS`, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

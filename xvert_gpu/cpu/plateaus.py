@@ -12,7 +12,7 @@ With ``P`` the piecewise-constant map from plateaus (of two or more pixels)
 to pixels and ``D`` the diagonal of the Galerkin operator ``P^T A P``, one
 Jacobi step ``u += P D^-1 P^T (f - A u)`` before and after the V-cycle
 relaxes all plateau constants at the cost of about one operator application,
-and halves the iteration count at every size (see ``benchmarks/README.md``).
+and halves the iteration count at every size (see ``benchmarks/preconditioners.md``).
 Applied symmetrically it keeps the preconditioner symmetric.
 """
 
