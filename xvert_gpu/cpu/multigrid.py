@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 
-from . import stencil, transfer
+from . import lines, transfer
 from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
@@ -36,13 +37,16 @@ class Level:
     def __post_init__(self):
         self.rows = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
         self.cols = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
-        stencil.line_factors(*self.op, *self.rows, *self.cols)
+        lines.line_factors(*self.op, *self.rows, *self.cols)
 
     def relax(self, f: np.ndarray, u: np.ndarray, step: tuple[bool, int]) -> None:
         """One zebra half-sweep: rows (``step[0]``) or columns of one parity."""
         along_rows, parity = step
-        kernel, factors = (stencil.relax_rows, self.rows) if along_rows else (stencil.relax_cols, self.cols)
-        kernel(f, u, self.cn, self.cw, self.cnw, self.cne, *factors, parity)
+        if along_rows:
+            lines.relax_rows(f, u, self.cn, self.cw, self.cnw, self.cne, *self.rows, parity)
+        else:
+            lines.relax_cols(f, u, self.cn, self.cw, self.cnw, self.cne, *self.cols, parity,
+                             nb.get_num_threads())
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,0 +1,236 @@
+"""Zebra line Gauss-Seidel on the grid operators of :mod:`.stencil`: the multigrid smoother.
+
+A half-sweep solves the tridiagonal system of every row (or column) of one
+parity exactly, with the other lines held fixed. The Thomas factors of the
+lines depend on the operator only and are computed once (:func:`line_factors`).
+
+The kernels are written for the machine rather than for the reader of the
+equations, because they are most of the solver's time:
+
+- the right-hand sides are formed from row slices indexed from zero, which is
+  the form Numba's LLVM vectorises (a computed index such as ``x0 + 2 * j`` is
+  wrap-around checked and stays scalar);
+- the serial recurrences of four rows run interleaved, so that four
+  independent dependency chains hide each other's latency;
+- columns are eliminated row by row across a wide block of columns, both
+  parities at once (twice the arithmetic, but unit-stride SIMD over memory
+  that a strided walk would read anyway), and only the relaxed parity is kept.
+  One block per thread: narrower blocks walk down the image in short runs
+  whose 4 KiB row stride thrashes the L1 cache sets.
+
+Everything is float32: a smoother's rounding error is far below what the
+outer conjugate-gradient iteration corrects (see ``benchmarks/preconditioners.md``).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .stencil import _NJ, _off_cols, _off_rows, diagonal, neighbours
+
+ROWS_TOGETHER = 4  # interleaved row recurrences per task
+MIN_BLOCK = 64  # narrowest column block worth a thread
+
+
+@nb.njit(parallel=True, **_NJ)
+def line_factors(mass, cn, cw, cnw, cne, rcp, rinv, ccp, cinv):
+    """Thomas-algorithm factors of every row and column block of A (operator only, set up once).
+
+    Row y: ``inv = 1 / (diag - w * cp[x-1])`` and ``cp = e * inv``; columns likewise with n, s.
+    """
+    H, W = cn.shape
+    for y in nb.prange(H):
+        prev = 0.0
+        for x in range(W):
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            inv = 1.0 / (diagonal(mass, c, y, x) - c[2] * prev)
+            prev = c[3] * inv
+            rinv[y, x] = inv
+            rcp[y, x] = prev
+    nblocks = min(W, 8)
+    per = (W + nblocks - 1) // nblocks
+    for b in nb.prange(nblocks):  # columns depend on the row above: sweep down in blocks
+        for y in range(H):
+            for x in range(b * per, min(W, (b + 1) * per)):
+                c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+                prev = ccp[y - 1, x] if y > 0 else 0.0
+                inv = 1.0 / (diagonal(mass, c, y, x) - c[0] * prev)
+                cinv[y, x] = inv
+                ccp[y, x] = c[1] * inv
+
+
+@nb.njit(inline="always", **_NJ)
+def _row_rhs(f, u, cn, cw, cnw, cne, y, out):
+    """out[x] = f[y, x] + sum of c u over the couplings outside row y (all x)."""
+    H, W = u.shape
+    if y == 0 or y + 1 == H:  # a border row: the generic, bounds-checked form
+        for x in range(W):
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            out[x] = f[y, x] + _off_rows(u, cnw, y, x, H, W, c)
+        return
+    fy = f[y]
+    un = u[y - 1]
+    us = u[y + 1]
+    c0 = cn[y]
+    c1 = cn[y + 1]
+    for x in range(W):
+        out[x] = fy[x] + c0[x] * un[x] + c1[x] * us[x]
+    if cnw is not None and W > 1:
+        o = out[1:]  # north-west and south-west neighbours, x >= 1
+        a = cnw[y, 1:]
+        b = u[y - 1, :W - 1]
+        c = cne[y + 1, :W - 1]
+        d = u[y + 1, :W - 1]
+        for j in range(W - 1):
+            o[j] += a[j] * b[j] + c[j] * d[j]
+        o = out[:W - 1]  # north-east and south-east neighbours, x <= W - 2
+        a = cne[y, :W - 1]
+        b = u[y - 1, 1:]
+        c = cnw[y + 1, 1:]
+        d = u[y + 1, 1:]
+        for j in range(W - 1):
+            o[j] += a[j] * b[j] + c[j] * d[j]
+
+
+@nb.njit(parallel=True, **_NJ)
+def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
+    """Exact solve along every row y with y % 2 == parity."""
+    H, W = u.shape
+    L = ROWS_TOGETHER
+    nrows = (H - parity + 1) // 2
+    for k in nb.prange((nrows + L - 1) // L):
+        y0 = parity + 2 * L * k
+        ny = min(L, nrows - L * k)
+        # forward elimination as p[x] = a[x] + b[x] p[x-1]
+        a = np.empty((L, W), np.float32)
+        b = np.empty((L, W), np.float32)
+        for q in range(ny):
+            y = y0 + 2 * q
+            aq = a[q]
+            bq = b[q]
+            _row_rhs(f, u, cn, cw, cnw, cne, y, aq)
+            iy = rinv[y]
+            wy = cw[y]
+            for x in range(W):
+                aq[x] *= iy[x]
+                bq[x] = wy[x] * iy[x]
+            bq[0] = 0.0
+        if ny == L:
+            a0, a1, a2, a3 = a[0], a[1], a[2], a[3]
+            b0, b1, b2, b3 = b[0], b[1], b[2], b[3]
+            p0 = p1 = p2 = p3 = np.float32(0.0)
+            for x in range(W):
+                p0 = a0[x] + b0[x] * p0
+                p1 = a1[x] + b1[x] * p1
+                p2 = a2[x] + b2[x] * p2
+                p3 = a3[x] + b3[x] * p3
+                a0[x] = p0
+                a1[x] = p1
+                a2[x] = p2
+                a3[x] = p3
+            u0, u1, u2, u3 = u[y0], u[y0 + 2], u[y0 + 4], u[y0 + 6]
+            e0, e1, e2, e3 = rcp[y0], rcp[y0 + 2], rcp[y0 + 4], rcp[y0 + 6]
+            for x in range(W - 1, -1, -1):
+                p0 = a0[x] + e0[x] * p0
+                p1 = a1[x] + e1[x] * p1
+                p2 = a2[x] + e2[x] * p2
+                p3 = a3[x] + e3[x] * p3
+                u0[x] = p0
+                u1[x] = p1
+                u2[x] = p2
+                u3[x] = p3
+        else:
+            for q in range(ny):
+                y = y0 + 2 * q
+                aq = a[q]
+                bq = b[q]
+                p = np.float32(0.0)
+                for x in range(W):
+                    p = aq[x] + bq[x] * p
+                    aq[x] = p
+                uy = u[y]
+                ey = rcp[y]
+                for x in range(W - 1, -1, -1):
+                    p = aq[x] + ey[x] * p
+                    uy[x] = p
+
+
+@nb.njit(inline="always", **_NJ)
+def _col_rhs(f, u, cn, cw, cnw, cne, y, x0, x1, out):
+    """out[x - x0] = f[y, x] + sum of c u over the couplings outside column x, x0 <= x < x1."""
+    H, W = u.shape
+    xa = max(x0, 1)
+    xb = min(x1, W - 1)
+    n = xb - xa
+    o = out[xa - x0:xb - x0]
+    fy = f[y, xa:xb]
+    wl = cw[y, xa:xb]
+    wr = cw[y, xa + 1:xb + 1]
+    ul = u[y, xa - 1:xb - 1]
+    ur = u[y, xa + 1:xb + 1]
+    for j in range(n):
+        o[j] = fy[j] + wl[j] * ul[j] + wr[j] * ur[j]
+    if cnw is not None:
+        if y > 0:
+            a = cnw[y, xa:xb]
+            b = u[y - 1, xa - 1:xb - 1]
+            c = cne[y, xa:xb]
+            d = u[y - 1, xa + 1:xb + 1]
+            for j in range(n):
+                o[j] += a[j] * b[j] + c[j] * d[j]
+        if y + 1 < H:
+            a = cne[y + 1, xa - 1:xb - 1]
+            b = u[y + 1, xa - 1:xb - 1]
+            c = cnw[y + 1, xa + 1:xb + 1]
+            d = u[y + 1, xa + 1:xb + 1]
+            for j in range(n):
+                o[j] += a[j] * b[j] + c[j] * d[j]
+    for x in (0, W - 1):  # border columns: the generic, bounds-checked form
+        if x0 <= x < x1:
+            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
+            out[x - x0] = f[y, x] + _off_cols(u, cnw, y, x, H, W, c)
+
+
+@nb.njit(parallel=True, **_NJ)
+def relax_cols(f, u, cn, cw, cnw, cne, ccp, cinv, parity, threads):
+    """Exact solve along every column x with x % 2 == parity.
+
+    Both parities of a block are eliminated (the other parity's results are
+    discarded): their right-hand sides read only columns of the relaxed
+    parity's neighbours, which this half-sweep never writes. ``threads``
+    (``numba.get_num_threads()``, passed in so that the kernel can be cached)
+    sets the number of column blocks.
+    """
+    H, W = u.shape
+    nblocks = max(1, min(threads, W // MIN_BLOCK))
+    per = (W + nblocks - 1) // nblocks
+    for bk in nb.prange(nblocks):
+        x0 = bk * per
+        x1 = min(W, x0 + per)
+        nx = x1 - x0
+        dp = np.empty((H, nx), np.float32)
+        for y in range(H):
+            d = dp[y]
+            _col_rhs(f, u, cn, cw, cnw, cne, y, x0, x1, d)
+            iy = cinv[y, x0:x1]
+            if y > 0:
+                cy = cn[y, x0:x1]
+                dq = dp[y - 1]
+                for j in range(nx):
+                    d[j] = (d[j] + cy[j] * dq[j]) * iy[j]
+            else:
+                for j in range(nx):
+                    d[j] *= iy[j]
+        for y in range(H - 2, -1, -1):
+            d = dp[y]
+            dq = dp[y + 1]
+            ey = ccp[y, x0:x1]
+            for j in range(nx):
+                d[j] += ey[j] * dq[j]
+        s = (x0 + parity) % 2
+        for y in range(H):
+            d = dp[y, s:]
+            uy = u[y, x0 + s:x1]
+            for j in range(0, nx - s, 2):
+                uy[j] = d[j]
