@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .stencil import _NJ, apply_at
+from .stencil import _NJ, apply_row
 
 MIN_SIZE = 2  # a single pixel is already relaxed exactly by the line smoother
 STRONG = 0.5  # a coupling is strong above this fraction of lam / eps (the largest weight)
@@ -115,16 +115,16 @@ def _sums(f, u, cn, cw, labels, parts, odd_rows_only):
     for t in nb.prange(T):
         acc = parts[t]
         acc[:] = 0.0
+        row = np.zeros(W)
         for y in range(t * H // T, (t + 1) * H // T):
             if odd_rows_only and y % 2 == 0:
                 continue
+            if u is not None:
+                apply_row(u, None, cn, cw, None, None, y, row)
             for x in range(W):
                 p = labels[y, x]
                 if p >= 0:
-                    v = np.float64(f[y, x])
-                    if u is not None:
-                        v -= apply_at(u, None, cn, cw, None, None, y, x, H, W)
-                    acc[p] += v
+                    acc[p] += f[y, x] - row[x]
 
 
 @nb.njit(parallel=True, **_NJ)
