@@ -1,0 +1,114 @@
+"""The CPU multigrid's grid kernels against dense linear algebra.
+
+The kernels (``cpu/stencil.py``, ``cpu/lines.py``, ``cpu/transfer.py``) are
+written for speed: sliced row loops, interleaved recurrences, both column
+parities eliminated at once. These tests pin them to the matrices they stand
+for, on shapes that exercise every border branch.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from xvert_gpu.cpu import lines, stencil, transfer
+
+SHAPES = [(1, 1), (1, 9), (9, 1), (2, 2), (3, 5), (8, 8), (13, 7), (33, 70), (70, 33)]
+
+
+def _operator(shape, nine, seed):
+    """A random symmetric 9-point (or unit-mass 5-point) operator with couplings spread over 1e4."""
+    rng = np.random.default_rng(seed)
+
+    def couplings():
+        return (10.0 ** rng.uniform(-1, 4, shape)).astype(np.float32)
+
+    if not nine:
+        return None, couplings(), couplings(), None, None
+    mass = rng.uniform(0.1, 2.0, shape).astype(np.float32)
+    return mass, couplings(), couplings(), couplings(), couplings()
+
+
+def _dense(op):
+    return transfer.dense_matrix(*op)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("nine", [False, True])
+def test_apply_and_residual_match_dense(shape, nine):
+    op = _operator(shape, nine, 1)
+    A = _dense(op)
+    rng = np.random.default_rng(2)
+    u = rng.random(shape).astype(np.float32)
+    f = rng.random(shape).astype(np.float32)
+    Au = A @ u.ravel().astype(np.float64)
+    out = np.empty(shape, np.float32)
+    dot = stencil.apply_dot(u, *op, out)
+    np.testing.assert_allclose(out.ravel(), Au, rtol=1e-5, atol=1e-5 * np.abs(Au).max())
+    assert dot == pytest.approx(u.ravel().astype(np.float64) @ Au, rel=1e-9)
+    r = np.empty(shape, np.float32)
+    stencil.residual(f, u, *op, r)
+    np.testing.assert_allclose(r.ravel(), f.ravel() - Au, rtol=1e-5, atol=1e-5 * np.abs(Au).max())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("nine", [False, True])
+@pytest.mark.parametrize("along_rows", [True, False])
+@pytest.mark.parametrize("parity", [0, 1])
+def test_zebra_half_sweep_solves_its_lines_exactly(shape, nine, along_rows, parity):
+    """After a half-sweep the relaxed lines satisfy A u = f given the other lines, which stay put."""
+    H, W = shape
+    op = _operator(shape, nine, 3)
+    rows = tuple(np.empty(shape, np.float32) for _ in range(2))
+    cols = tuple(np.empty(shape, np.float32) for _ in range(2))
+    lines.line_factors(*op, *rows, *cols)
+    rng = np.random.default_rng(4)
+    f = rng.random(shape).astype(np.float32)
+    u0 = rng.random(shape).astype(np.float32)
+    u = u0.copy()
+    mass, cn, cw, cnw, cne = op
+    if along_rows:
+        lines.relax_rows(f, u, cn, cw, cnw, cne, *rows, parity)
+        relaxed = np.zeros(shape, bool)
+        relaxed[parity::2, :] = True
+    else:
+        lines.relax_cols(f, u, cn, cw, cnw, cne, *cols, parity, numba.get_num_threads())
+        relaxed = np.zeros(shape, bool)
+        relaxed[:, parity::2] = True
+    np.testing.assert_array_equal(u[~relaxed], u0[~relaxed])
+    A = _dense(op)
+    idx = np.flatnonzero(relaxed.ravel())
+    if idx.size == 0:
+        return
+    # the exact line solve, from the dense matrix
+    rest = np.flatnonzero(~relaxed.ravel())
+    rhs = f.ravel()[idx].astype(np.float64) - A[np.ix_(idx, rest)] @ u0.ravel()[rest]
+    exact = np.linalg.solve(A[np.ix_(idx, idx)], rhs)
+    np.testing.assert_allclose(u.ravel()[idx], exact, rtol=2e-4, atol=2e-4 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("nine", [False, True])
+def test_galerkin_is_pt_a_p(shape, nine):
+    op = _operator(shape, nine, 5)
+    H, W = shape
+    Hc, Wc = transfer.coarse_shape(H, W)
+    pw = np.empty((4, H, W), np.float32)
+    transfer.interpolation_weights(*op, pw)
+    coarse = [np.empty((Hc, Wc), np.float32) for _ in range(5)]
+    transfer.galerkin(*op, pw, *coarse)
+    # P as a dense matrix from the corner weights
+    P = np.zeros((H * W, Hc * Wc))
+    for y in range(H):
+        for x in range(W):
+            for k, (di, dj) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                I, J = y // 2 + di, x // 2 + dj
+                if pw[k, y, x] != 0.0:
+                    assert I < Hc and J < Wc
+                    P[y * W + x, I * Wc + J] = pw[k, y, x]
+    Ac = P.T @ _dense(op) @ P
+    np.testing.assert_allclose(Ac, Ac.T, atol=1e-9 * np.abs(Ac).max())
+    got = _dense(coarse)
+    scale = np.abs(Ac).max()
+    np.testing.assert_allclose(got, Ac, rtol=1e-4, atol=1e-5 * scale)
