@@ -94,6 +94,29 @@ def _row_rhs(f, u, cn, cw, cnw, cne, y, out):
             o[j] += a[j] * b[j] + c[j] * d[j]
 
 
+@nb.njit(inline="always", **_NJ)
+def _four_chains(c, m, out, forward):
+    """out_k[x] = c_k[x] + m_k[x] * out_k[x -+ 1] along four lines at once, from zero.
+
+    Four independent recurrences in one loop hide each other's latency.
+    """
+    c0, c1, c2, c3 = c
+    m0, m1, m2, m3 = m
+    o0, o1, o2, o3 = out
+    W = c0.shape[0]
+    p0 = p1 = p2 = p3 = np.float32(0.0)
+    for i in range(W):
+        x = np.uintp(i if forward else W - 1 - i)  # unsigned: no wrap-around test
+        p0 = c0[x] + m0[x] * p0
+        p1 = c1[x] + m1[x] * p1
+        p2 = c2[x] + m2[x] * p2
+        p3 = c3[x] + m3[x] * p3
+        o0[x] = p0
+        o1[x] = p1
+        o2[x] = p2
+        o3[x] = p3
+
+
 @nb.njit(parallel=True, **_NJ)
 def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
     """Exact solve along every row y with y % 2 == parity."""
@@ -118,29 +141,13 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
                 bq[x] = wy[x] * iy[x]
             bq[0] = 0.0
         if ny == L:
-            a0, a1, a2, a3 = a[0], a[1], a[2], a[3]
-            b0, b1, b2, b3 = b[0], b[1], b[2], b[3]
-            p0 = p1 = p2 = p3 = np.float32(0.0)
-            for x in range(W):
-                p0 = a0[x] + b0[x] * p0
-                p1 = a1[x] + b1[x] * p1
-                p2 = a2[x] + b2[x] * p2
-                p3 = a3[x] + b3[x] * p3
-                a0[x] = p0
-                a1[x] = p1
-                a2[x] = p2
-                a3[x] = p3
-            u0, u1, u2, u3 = u[y0], u[y0 + 2], u[y0 + 4], u[y0 + 6]
-            e0, e1, e2, e3 = rcp[y0], rcp[y0 + 2], rcp[y0 + 4], rcp[y0 + 6]
-            for x in range(W - 1, -1, -1):
-                p0 = a0[x] + e0[x] * p0
-                p1 = a1[x] + e1[x] * p1
-                p2 = a2[x] + e2[x] * p2
-                p3 = a3[x] + e3[x] * p3
-                u0[x] = p0
-                u1[x] = p1
-                u2[x] = p2
-                u3[x] = p3
+            # forward elimination into a, then back substitution into u; at the last
+            # column cp = 0, so the backward chain may start from zero as well
+            _four_chains((a[0], a[1], a[2], a[3]), (b[0], b[1], b[2], b[3]),
+                         (a[0], a[1], a[2], a[3]), True)
+            _four_chains((a[0], a[1], a[2], a[3]),
+                         (rcp[y0], rcp[y0 + 2], rcp[y0 + 4], rcp[y0 + 6]),
+                         (u[y0], u[y0 + 2], u[y0 + 4], u[y0 + 6]), False)
         else:
             for q in range(ny):
                 y = y0 + 2 * q
