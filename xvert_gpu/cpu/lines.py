@@ -18,9 +18,9 @@ equations, because they are most of the solver's time:
   One block per thread: narrower blocks walk down the image in short runs
   whose 4 KiB row stride thrashes the L1 cache sets.
 
-Everything is float32: a smoother's rounding error is far below what the
-outer conjugate-gradient iteration corrects (iteration counts did not move when the
-kernels went from float64 to float32 scratch; ``benchmarks/README.md`` has the figures).
+Right-hand sides and recurrences are float64, as in the CUDA kernels, whose
+tests compare them with these to 1e-6 (float32 scratch was tried: iteration
+counts did not move, but the two backends drifted apart by 1e-5 to 3e-4).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _row_rhs(f, u, cn, cw, cnw, cne, y, out):
     c0 = cn[y]
     c1 = cn[y + 1]
     for x in range(W):
-        out[x] = fy[x] + c0[x] * un[x] + c1[x] * us[x]
+        out[x] = np.float64(fy[x]) + np.float64(c0[x]) * un[x] + np.float64(c1[x]) * us[x]
     if cnw is not None and W > 1:
         o = out[1:]  # north-west and south-west neighbours, x >= 1
         a = cnw[y, 1:]
@@ -84,14 +84,14 @@ def _row_rhs(f, u, cn, cw, cnw, cne, y, out):
         c = cne[y + 1, :W - 1]
         d = u[y + 1, :W - 1]
         for j in range(W - 1):
-            o[j] += a[j] * b[j] + c[j] * d[j]
+            o[j] += np.float64(a[j]) * b[j] + np.float64(c[j]) * d[j]
         o = out[:W - 1]  # north-east and south-east neighbours, x <= W - 2
         a = cne[y, :W - 1]
         b = u[y - 1, 1:]
         c = cnw[y + 1, 1:]
         d = u[y + 1, 1:]
         for j in range(W - 1):
-            o[j] += a[j] * b[j] + c[j] * d[j]
+            o[j] += np.float64(a[j]) * b[j] + np.float64(c[j]) * d[j]
 
 
 @nb.njit(inline="always", **_NJ)
@@ -104,7 +104,7 @@ def _four_chains(c, m, out, forward):
     m0, m1, m2, m3 = m
     o0, o1, o2, o3 = out
     W = c0.shape[0]
-    p0 = p1 = p2 = p3 = np.float32(0.0)
+    p0 = p1 = p2 = p3 = 0.0
     for i in range(W):
         x = np.uintp(i if forward else W - 1 - i)  # unsigned: no wrap-around test
         p0 = c0[x] + m0[x] * p0
@@ -127,8 +127,8 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
         y0 = parity + 2 * L * k
         ny = min(L, nrows - L * k)
         # forward elimination as p[x] = a[x] + b[x] p[x-1]
-        a = np.empty((L, W), np.float32)
-        b = np.empty((L, W), np.float32)
+        a = np.empty((L, W))
+        b = np.empty((L, W))
         for q in range(ny):
             y = y0 + 2 * q
             aq = a[q]
@@ -138,7 +138,7 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
             wy = cw[y]
             for x in range(W):
                 aq[x] *= iy[x]
-                bq[x] = wy[x] * iy[x]
+                bq[x] = np.float64(wy[x]) * iy[x]
             bq[0] = 0.0
         if ny == L:
             # forward elimination into a, then back substitution into u; at the last
@@ -153,7 +153,7 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
                 y = y0 + 2 * q
                 aq = a[q]
                 bq = b[q]
-                p = np.float32(0.0)
+                p = 0.0
                 for x in range(W):
                     p = aq[x] + bq[x] * p
                     aq[x] = p
@@ -178,7 +178,7 @@ def _col_rhs(f, u, cn, cw, cnw, cne, y, x0, x1, out):
     ul = u[y, xa - 1:xb - 1]
     ur = u[y, xa + 1:xb + 1]
     for j in range(n):
-        o[j] = fy[j] + wl[j] * ul[j] + wr[j] * ur[j]
+        o[j] = np.float64(fy[j]) + np.float64(wl[j]) * ul[j] + np.float64(wr[j]) * ur[j]
     if cnw is not None:
         if y > 0:
             a = cnw[y, xa:xb]
@@ -186,14 +186,14 @@ def _col_rhs(f, u, cn, cw, cnw, cne, y, x0, x1, out):
             c = cne[y, xa:xb]
             d = u[y - 1, xa + 1:xb + 1]
             for j in range(n):
-                o[j] += a[j] * b[j] + c[j] * d[j]
+                o[j] += np.float64(a[j]) * b[j] + np.float64(c[j]) * d[j]
         if y + 1 < H:
             a = cne[y + 1, xa - 1:xb - 1]
             b = u[y + 1, xa - 1:xb - 1]
             c = cnw[y + 1, xa + 1:xb + 1]
             d = u[y + 1, xa + 1:xb + 1]
             for j in range(n):
-                o[j] += a[j] * b[j] + c[j] * d[j]
+                o[j] += np.float64(a[j]) * b[j] + np.float64(c[j]) * d[j]
     for x in (0, W - 1):  # border columns: the generic, bounds-checked form
         if x0 <= x < x1:
             c = neighbours(cn, cw, cnw, cne, y, x, H, W)
@@ -217,7 +217,7 @@ def relax_cols(f, u, cn, cw, cnw, cne, ccp, cinv, parity, threads):
         x0 = bk * per
         x1 = min(W, x0 + per)
         nx = x1 - x0
-        dp = np.empty((H, nx), np.float32)
+        dp = np.empty((H, nx))
         for y in range(H):
             d = dp[y]
             _col_rhs(f, u, cn, cw, cnw, cne, y, x0, x1, d)

@@ -161,53 +161,80 @@ def _restrict_even_columns(r, pw, rc):
             rc[I, J] = acc
 
 
+@nb.njit(parallel=True, **_NJ)
+def _row_sums(pw, out):
+    H, W = out.shape
+    for y in nb.prange(H):
+        for x in range(W):
+            out[y, x] = pw[0, y, x] + pw[1, y, x] + pw[2, y, x] + pw[3, y, x]
+
+
 def galerkin(mass, cn, cw, cnw, cne, pw, mc, cnc, cwc, cnwc, cnec):
     """Coarse operator P^T A P in the same symmetric 9-point form."""
-    _galerkin(mass, cn, cw, cnw, cne, pw, mc, cnc, cwc, cnwc, cnec)
+    p1 = np.empty(cn.shape, np.float32)
+    _row_sums(pw, p1)
+    _galerkin(mass, cn, cw, cnw, cne, pw, p1, mc, cnc, cwc, cnwc, cnec)
 
 
 @nb.njit(parallel=True, **_NJ)
-def _galerkin(mass, cn, cw, cnw, cne, pw, mc, cnc, cwc, cnwc, cnec):
-    """Row K = (I, J) of P^T A P is sum_i P[i, K] (A P)[i, :] over the fine points i near K.
-
-    Every product lands in ``acc[4 * a + b]``, the entry of coarse point
-    (I + a - 1, J + b - 1): the corners of a fine point are addressed by
-    offset rather than looked up, so the inner loop has no branches. The row
-    sum (the coarse mass) is the sum of all sixteen entries.
-    """
+def _galerkin(mass, cn, cw, cnw, cne, pw, p1, mc, cnc, cwc, cnwc, cnec):
     H, W = cn.shape
     Hc, Wc = mc.shape
     for I in nb.prange(Hc):
-        acc = np.empty(16)  # acc[4 * a + b]
         for J in range(Wc):
-            acc[:] = 0.0
+            a_n = 0.0
+            a_w = 0.0
+            a_nw = 0.0
+            a_ne = 0.0
+            rowsum = 0.0
             for y in range(max(2 * I - 1, 0), min(2 * I + 2, H)):
                 for x in range(max(2 * J - 1, 0), min(2 * J + 2, W)):
                     p = _weight(pw, y, x, I, J)
                     if p == 0.0:
                         continue
                     c = neighbours(cn, cw, cnw, cne, y, x, H, W)
-                    # row of A at (y, x), stencil order nw n ne / w centre e / sw s se
-                    row = (-c[4], -c[0], -c[5], -c[2], diagonal(mass, c, y, x), -c[3],
-                           -c[6], -c[1], -c[7])
+                    # A row of fine point (y, x) times P, for the four stored coarse directions
+                    # and the full row sum (A P 1), in difference form
                     for t in range(9):
-                        a = row[t]
+                        dy = t // 3 - 1
+                        dx = t % 3 - 1
+                        yy = y + dy
+                        xx = x + dx
+                        if yy < 0 or yy >= H or xx < 0 or xx >= W:
+                            continue
+                        if t == 4:
+                            a = diagonal(mass, c, y, x)
+                        else:
+                            # t: 0 nw, 1 n, 2 ne, 3 w, 5 e, 6 sw, 7 s, 8 se
+                            if t == 0:
+                                a = -c[4]
+                            elif t == 1:
+                                a = -c[0]
+                            elif t == 2:
+                                a = -c[5]
+                            elif t == 3:
+                                a = -c[2]
+                            elif t == 5:
+                                a = -c[3]
+                            elif t == 6:
+                                a = -c[6]
+                            elif t == 7:
+                                a = -c[1]
+                            else:
+                                a = -c[7]
                         if a == 0.0:
                             continue
-                        yy = y + t // 3 - 1
-                        xx = x + t % 3 - 1
                         pa = p * a
-                        # unsigned: no wrap-around test on the index
-                        k = np.uintp(4 * ((yy >> 1) - I + 1) + (xx >> 1) - J + 1)
-                        acc[k] += pa * pw[0, yy, xx]
-                        acc[k + 1] += pa * pw[1, yy, xx]
-                        acc[k + 4] += pa * pw[2, yy, xx]
-                        acc[k + 5] += pa * pw[3, yy, xx]
-            mc[I, J] = acc.sum()
-            cnc[I, J] = -acc[1]
-            cwc[I, J] = -acc[4]
-            cnwc[I, J] = -acc[0]
-            cnec[I, J] = -acc[2]
+                        a_n += pa * _weight(pw, yy, xx, I - 1, J)
+                        a_w += pa * _weight(pw, yy, xx, I, J - 1)
+                        a_nw += pa * _weight(pw, yy, xx, I - 1, J - 1)
+                        a_ne += pa * _weight(pw, yy, xx, I - 1, J + 1)
+                        rowsum += pa * p1[yy, xx]
+            mc[I, J] = rowsum
+            cnc[I, J] = -a_n
+            cwc[I, J] = -a_w
+            cnwc[I, J] = -a_nw
+            cnec[I, J] = -a_ne
 
 
 @nb.njit(**_NJ)
