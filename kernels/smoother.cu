@@ -1,6 +1,6 @@
 // Zebra line Gauss-Seidel: Thomas factors of every row and column block of A (set up once)
-// and the exact solves along the rows / columns of one parity, as stencil.line_factors,
-// stencil.relax_rows and stencil.relax_cols of xvert_gpu/cpu/stencil.py.
+// and the exact solves along the rows / columns of one parity, as lines.line_factors,
+// lines.relax_rows and lines.relax_cols of xvert_gpu/cpu/lines.py.
 //
 // One thread per line. For the column sweeps neighbouring threads take neighbouring
 // columns and walk down the rows together, so their loads are coalesced; the forward

@@ -54,50 +54,6 @@ def diagonal(mass, c, y, x):
 
 
 @nb.njit(inline="always", **_NJ)
-def _off_rows(u, cnw, y, x, H, W, c):
-    """sum_j c_ij u_j over the six couplings outside row y (x-line relaxation)."""
-    n, s, w, e, nw, ne, sw, se = c
-    acc = 0.0
-    if y > 0:
-        acc += n * u[y - 1, x]
-        if cnw is not None:
-            if x > 0:
-                acc += nw * u[y - 1, x - 1]
-            if x + 1 < W:
-                acc += ne * u[y - 1, x + 1]
-    if y + 1 < H:
-        acc += s * u[y + 1, x]
-        if cnw is not None:
-            if x > 0:
-                acc += sw * u[y + 1, x - 1]
-            if x + 1 < W:
-                acc += se * u[y + 1, x + 1]
-    return acc
-
-
-@nb.njit(inline="always", **_NJ)
-def _off_cols(u, cnw, y, x, H, W, c):
-    """sum_j c_ij u_j over the six couplings outside column x (y-line relaxation)."""
-    n, s, w, e, nw, ne, sw, se = c
-    acc = 0.0
-    if x > 0:
-        acc += w * u[y, x - 1]
-        if cnw is not None:
-            if y > 0:
-                acc += nw * u[y - 1, x - 1]
-            if y + 1 < H:
-                acc += sw * u[y + 1, x - 1]
-    if x + 1 < W:
-        acc += e * u[y, x + 1]
-        if cnw is not None:
-            if y > 0:
-                acc += ne * u[y - 1, x + 1]
-            if y + 1 < H:
-                acc += se * u[y + 1, x + 1]
-    return acc
-
-
-@nb.njit(inline="always", **_NJ)
 def apply_at(u, mass, cn, cw, cnw, cne, y, x, H, W):
     """(A u)[y, x] in difference form."""
     n, s, w, e, nw, ne, sw, se = neighbours(cn, cw, cnw, cne, y, x, H, W)

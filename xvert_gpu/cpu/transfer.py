@@ -123,9 +123,9 @@ def restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, pw, rc, r=None)
     """rc = P^T (f - A u), where the residual is known to vanish on odd columns.
 
     After a zebra sweep that ends with exact solves of the odd columns, only the
-    even columns carry a residual: it is computed there only, row by row (each
-    fine row once), into ``r`` (float64, (H, Wc); allocated when not given), and
-    then summed into the coarse rows.
+    even columns carry a residual: they alone are kept, row by row (each fine
+    row once), in ``r`` (float64, (H, Wc); allocated when not given), and then
+    summed into the coarse rows.
     """
     if r is None:
         r = np.empty((u.shape[0], rc.shape[1]), np.float64)
