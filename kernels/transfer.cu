@@ -242,18 +242,16 @@ extern "C" __global__ void xv_pw_row_sums(const float* __restrict__ pw, int N, i
     }
 }
 
-// P[(y, x), (I, J)], zero outside the support of fine point (y, x).
-__device__ __forceinline__ double xv_pweight(const float* p, int HW, int W, int y, int x, int I,
-                                             int J) {
-    const int di = I - (y >> 1);
-    const int dj = J - (x >> 1);
-    if (di < 0 || di > 1 || dj < 0 || dj > 1) return 0.0;
-    return (double)p[(2 * di + dj) * HW + y * W + x];
+// a[k][y, x] of one image's (k, H, W) array, zero outside the grid.
+__device__ __forceinline__ double xv_at(const float* a, int k, int HW, int H, int W, int y,
+                                        int x) {
+    return (y >= 0 && y < H && x >= 0 && x < W) ? (double)a[k * HW + y * W + x] : 0.0;
 }
 
-// Coarse operator P^T A P in the same symmetric 9-point form: one thread per coarse point,
-// the couplings to its north, west, north-west and north-east neighbours and its row sum
-// (A P 1), in difference form.
+// Coarse operator P^T A P in the same symmetric 9-point form, as transfer.galerkin of the CPU
+// backend: one thread per coarse point (I, J) forms S = (A P)[:, (I, J)] on the 5x5 window of
+// fine points from (2I-2, 2J-2), then projects it on the interpolation weights of the coarse
+// neighbours N, W, NW, NE, and on P 1 for the row sum (difference form).
 extern "C" __global__ void xv_galerkin(const float* mass, const float* cn, const float* cw,
                                        const float* cnw, const float* cne, int unit_mass,
                                        int nine, const float* __restrict__ pw,
@@ -271,44 +269,55 @@ extern "C" __global__ void xv_galerkin(const float* mass, const float* cn, const
         for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < HWc; t += gridDim.x * blockDim.x) {
             const int I = t / Wc;
             const int J = t - I * Wc;
-            const int y0 = 2 * I - 1 > 0 ? 2 * I - 1 : 0;
-            const int y1 = 2 * I + 2 < H ? 2 * I + 2 : H;
-            const int x0 = 2 * J - 1 > 0 ? 2 * J - 1 : 0;
-            const int x1 = 2 * J + 2 < W ? 2 * J + 2 : W;
-            double a_n = 0.0, a_w = 0.0, a_nw = 0.0, a_ne = 0.0, rowsum = 0.0;
-            for (int y = y0; y < y1; ++y) {
-                for (int x = x0; x < x1; ++x) {
-                    const double pij = xv_pweight(p, HW, W, y, x, I, J);
+            const int y0 = 2 * I - 2;
+            const int x0 = 2 * J - 2;
+            double S[5][5];
+            for (int a = 0; a < 5; ++a)
+                for (int b = 0; b < 5; ++b) S[a][b] = 0.0;
+            for (int a = 1; a < 4; ++a) {
+                const int y = y0 + a;
+                if (y < 0 || y >= H) continue;
+                for (int b = 1; b < 4; ++b) {
+                    const int x = x0 + b;
+                    if (x < 0 || x >= W) continue;
+                    // corner (I, J) of fine point (y, x)
+                    const double pij = (double)p[(2 * (a == 1) + (b == 1)) * HW + y * W + x];
                     if (pij == 0.0) continue;
                     const XvCoup c = xv_neighbours(op, y, x);
-                    // row (y, x) of A times P;
-                    // s: 0 nw, 1 n, 2 ne, 3 w, 4 centre, 5 e, 6 sw, 7 s, 8 se
-                    for (int s = 0; s < 9; ++s) {
-                        const int yy = y + s / 3 - 1;
-                        const int xx = x + s % 3 - 1;
-                        if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
-                        double a;
-                        switch (s) {
-                            case 0: a = -c.nw; break;
-                            case 1: a = -c.n; break;
-                            case 2: a = -c.ne; break;
-                            case 3: a = -c.w; break;
-                            case 4: a = xv_diag(op, y * W + x, c); break;
-                            case 5: a = -c.e; break;
-                            case 6: a = -c.sw; break;
-                            case 7: a = -c.s; break;
-                            default: a = -c.se; break;
-                        }
-                        if (a == 0.0) continue;
-                        const double pa = pij * a;
-                        a_n += pa * xv_pweight(p, HW, W, yy, xx, I - 1, J);
-                        a_w += pa * xv_pweight(p, HW, W, yy, xx, I, J - 1);
-                        a_nw += pa * xv_pweight(p, HW, W, yy, xx, I - 1, J - 1);
-                        a_ne += pa * xv_pweight(p, HW, W, yy, xx, I - 1, J + 1);
-                        rowsum += pa * (double)s1[yy * W + xx];
+                    S[a][b] += pij * xv_diag(op, y * W + x, c);
+                    S[a - 1][b] -= pij * c.n;
+                    S[a + 1][b] -= pij * c.s;
+                    S[a][b - 1] -= pij * c.w;
+                    S[a][b + 1] -= pij * c.e;
+                    if (nine) {
+                        S[a - 1][b - 1] -= pij * c.nw;
+                        S[a - 1][b + 1] -= pij * c.ne;
+                        S[a + 1][b - 1] -= pij * c.sw;
+                        S[a + 1][b + 1] -= pij * c.se;
                     }
                 }
             }
+            double a_n = 0.0, a_w = 0.0, a_nw = 0.0, a_ne = 0.0;
+            for (int a = 0; a < 2; ++a) {  // rows 2I-2, 2I-1: below coarse row I-1
+                const int y = y0 + a;
+                for (int b = 0; b < 2; ++b) {  // columns 2J-2, 2J-1: right of coarse column J-1
+                    const double s = S[a][b];
+                    a_n += s * xv_at(p, 1, HW, H, W, y, x0 + b);
+                    a_w += s * xv_at(p, 2, HW, H, W, y, x0 + b);
+                    a_nw += s * xv_at(p, 0, HW, H, W, y, x0 + b);
+                }
+                for (int b = 2; b < 4; ++b) {
+                    const double s = S[a][b];
+                    a_n += s * xv_at(p, 0, HW, H, W, y, x0 + b);
+                    a_ne += s * xv_at(p, 1, HW, H, W, y, x0 + b);
+                }
+                a_ne += S[a][4] * xv_at(p, 0, HW, H, W, y, x0 + 4);
+            }
+            for (int a = 2; a < 4; ++a)
+                for (int b = 0; b < 2; ++b) a_w += S[a][b] * xv_at(p, 0, HW, H, W, y0 + a, x0 + b);
+            double rowsum = 0.0;
+            for (int a = 0; a < 5; ++a)
+                for (int b = 0; b < 5; ++b) rowsum += S[a][b] * xv_at(s1, 0, HW, H, W, y0 + a, x0 + b);
             const size_t o = (size_t)n * HWc + t;
             mc[o] = (float)rowsum;
             cnc[o] = (float)(-a_n);
