@@ -75,16 +75,17 @@ extern "C" __global__ void xv_update_direction(float* __restrict__ p, const floa
     }
 }
 
-// Start of the batched PCG (x = 0, r = b): rr_hist[0, n] = ||b||^2, no iterations done; an
-// image whose b is zero or whose initial residual already meets the tolerance is done.
-extern "C" __global__ void xv_pcg_init(int N, const double* bb, double tol, double* rr_hist,
-                                       int* state, int* iters) {
+// Start of the batched PCG from x = b (r = b - A b): rr_hist[0, n] = ||r||^2 (rr0), no
+// iterations done; an image whose b is zero or whose initial residual already meets the
+// tolerance is done.
+extern "C" __global__ void xv_pcg_init(int N, const double* bb, const double* rr0, double tol,
+                                       double* rr_hist, int* state, int* iters) {
     for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < N; n += gridDim.x * blockDim.x) {
         const double b2 = bb[n];
-        rr_hist[n] = b2;
+        const double r2 = rr0[n];
+        rr_hist[n] = r2;
         iters[n] = 0;
-        const double bnorm = sqrt(b2);
-        state[n] = (b2 == 0.0 || sqrt(b2) <= tol * bnorm) ? 1 : 0;
+        state[n] = (b2 == 0.0 || sqrt(r2) <= tol * sqrt(b2)) ? 1 : 0;
     }
 }
 

@@ -19,6 +19,8 @@ from xvert_gpu.samples import load_sample
     (np.array([[0.1, 1.5], [0.2, 0.3]]), r"\[0, 1\]"),
     (np.array([[1, -3], [2, 4]], np.int16), "negative"),
     (np.zeros((64, 64, 3), np.uint8), "colour"),
+    (np.zeros((64, 48, 1), np.uint8), r"channels-last \(H, W, 1\)"),
+    (np.zeros((64, 48, 2), np.float32), "channels-last"),
     (np.zeros((4, 4), bool), "dtype"),
     (np.zeros((4, 4), np.complex64), "dtype"),
 ])
@@ -27,12 +29,31 @@ def test_bad_input_raises_value_error(func, bad, match):
         func(bad)
 
 
-@pytest.mark.parametrize("kw, match", [({"lam": -1}, "lam"), ({"alpha": 0}, "alpha"),
-                                       ({"eps": 0}, "eps"), ({"tol": 0}, "tol"),
-                                       ({"lam": float("nan")}, "lam"), ({"device": "tpu"}, "device")])
-def test_bad_parameters(kw, match):
+@pytest.mark.parametrize("kw, match", [
+    ({"lam": -1}, "lam"), ({"alpha": 0}, "alpha"), ({"eps": 0}, "eps"), ({"tol": 0}, "tol"),
+    ({"lam": float("nan")}, "lam"), ({"device": "tpu"}, "device"),
+    ({"tol": 1.0}, r"tol .*\(0, 1\)"), ({"tol": 5}, "tol"),
+    ({"maxiter": 0}, "maxiter"), ({"maxiter": -1}, "maxiter"), ({"maxiter": 2.5}, "maxiter"),
+    ({"maxiter": True}, "maxiter"), ({"lam": "1"}, "lam must be a real number"),
+    ({"lam": None}, "lam must be a real number"), ({"alpha": 1j}, "alpha"),
+    ({"delta": np.ones(2)}, "delta"),
+])
+@pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess])
+def test_bad_parameters(func, kw, match):
     with pytest.raises(ValueError, match=match):
-        xvert_gpu.wls_smooth(np.zeros((8, 8), np.float32), **kw)
+        func(np.zeros((8, 8), np.float32), **kw)
+
+
+@pytest.mark.parametrize("e_floor", [0, -1e-3, "0.001", None, float("nan")])
+def test_bad_e_floor(e_floor):
+    with pytest.raises(ValueError, match="e_floor"):
+        xvert_gpu.preprocess(np.zeros((8, 8), np.float32), e_floor=e_floor)
+
+
+def test_numpy_scalars_are_accepted():
+    x = load_sample()[:32, :32]
+    g = xvert_gpu.wls_smooth(x, lam=np.float32(1.0), tol=np.float64(1e-6), maxiter=np.int64(100))
+    np.testing.assert_allclose(g, xvert_gpu.wls_smooth(x, tol=1e-6), atol=1e-6)
 
 
 def test_integer_scaling_by_dtype_range():
@@ -101,3 +122,28 @@ def test_enhancer_is_exported_lazily():
     assert out.stdout.split() == ["False", "True", "True"]
     with pytest.raises(AttributeError, match="no attribute 'Enhancerr'"):
         xvert_gpu.Enhancerr
+
+
+def test_float_above_one_message_has_the_digits():
+    with pytest.raises(ValueError, match="1.0000001"):
+        xvert_gpu.wls_smooth(np.array([[0.5, 1.0000001]], np.float64))
+
+
+def test_preprocess_does_not_alias_the_input():
+    a = load_sample()[:40, :40].astype(np.float32) / 255
+    before = a.copy()
+    p = xvert_gpu.preprocess(a)
+    assert not np.shares_memory(p.x, a)
+    p.x[...] = 0.0
+    np.testing.assert_array_equal(a, before)
+
+
+def test_torch_half_precision_tensors():
+    torch = pytest.importorskip("torch")
+    a = load_sample()[:40, :40].astype(np.float32) / 255
+    for dtype in (torch.bfloat16, torch.float16):
+        t = torch.from_numpy(a).to(dtype)
+        g = xvert_gpu.wls_smooth(t)
+        assert isinstance(g, torch.Tensor) and g.shape == t.shape
+        want = xvert_gpu.wls_smooth(t.float().numpy())
+        np.testing.assert_allclose(g.numpy(), want, atol=1e-6)

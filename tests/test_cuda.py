@@ -549,11 +549,18 @@ def test_pcg_scalars(dev):
     iters = _poison(dev.empty(N, np.int32))
     hist = dev.put(np.zeros((maxiter + 1, N)))
     grid = system._grid_flat(N, 256)
-    dev.kernel("xv_pcg_init")(*grid, (np.int32(N), dev.put(bb), np.float64(0.5), hist, state,
-                                      iters))
+    # an initial residual (from x0 = b) within the tolerance is done at once: ||r0|| <= 0.5 ||b||
+    rr0 = np.array([1.0, 0.0, 0.3, 2.25, 0.26])
+    dev.kernel("xv_pcg_init")(*grid, (np.int32(N), dev.put(bb), dev.put(rr0), np.float64(0.5),
+                                      hist, state, iters))
+    assert dev.get(state).tolist() == [1, 1, 0, 1, 0]
+    np.testing.assert_array_equal(dev.get(hist)[0], rr0)
+    rr0 = np.array([4.0, 0.0, 1.0, 9.0, 1.0])
+    dev.kernel("xv_pcg_init")(*grid, (np.int32(N), dev.put(bb), dev.put(rr0), np.float64(0.5),
+                                      hist, state, iters))
     assert dev.get(state).tolist() == [0, 1, 0, 0, 0]
     assert dev.get(iters).tolist() == [0] * N
-    np.testing.assert_array_equal(dev.get(hist)[0], bb)
+    np.testing.assert_array_equal(dev.get(hist)[0], rr0)
     # image 0: ||r|| = 1.1 > 0.5 * 2 goes on; 2 and 4: p.Ap not positive (breakdown);
     # 3: ||r|| = 1.5 <= 0.5 * 3 converged
     pq_h = np.array([1.0, 1.0, -1.0, 1.0, np.nan])
@@ -581,14 +588,17 @@ def test_pcg_scalars(dev):
 _CPU_SOLVES: dict = {}
 
 
-def cpu_solve(im, tol, maxiter=None):
-    """(g float32, iterations, residual history, converged) of the CPU backend (cached)."""
-    key = (im.shape, im.tobytes(), tol, maxiter)
+def cpu_solve(im, tol, maxiter=None, from_image=True):
+    """(g float32, iterations, residual history, converged) of the CPU backend (cached).
+
+    ``from_image``: start from x0 = im, as ``solve_batch`` and ``wls_smooth`` do (else zero).
+    """
+    key = (im.shape, im.tobytes(), tol, maxiter, from_image)
     if key not in _CPU_SOLVES:
         history: list[float] = []
-        g, info = krylov.pcg(CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False), tol=tol,
-                             maxiter=maxiter,
-                             residuals=history)
+        g, info = krylov.pcg(CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False),
+                             x0=im.astype(np.float64) if from_image else None, tol=tol,
+                             maxiter=maxiter, residuals=history)
         _CPU_SOLVES[key] = (g.astype(np.float32), len(history) - 1, history, info == 0)
     return _CPU_SOLVES[key]
 
@@ -605,7 +615,7 @@ def test_system_protocol_matches_cpu(dev, shape):
     history: list[float] = []
     cuda_system = system.CudaSystem(dev.put(im), LAM, ALPHA, EPS, DELTA)
     g, info = krylov.pcg(cuda_system, tol=1e-6, residuals=history)
-    g_ref, it_ref, hist_ref, ok_ref = cpu_solve(im, 1e-6)
+    g_ref, it_ref, hist_ref, ok_ref = cpu_solve(im, 1e-6, from_image=False)
     assert (info == 0) == ok_ref
     assert abs((len(history) - 1) - it_ref) <= 1
     np.testing.assert_allclose(history[:3], hist_ref[:3], rtol=1e-4, atol=1e-8)

@@ -69,6 +69,8 @@ def _plain(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Strip the torch wrapper: (numpy or cupy array, function that wraps results back)."""
     if _is_torch(x):
         t = x.detach()
+        if t.dtype.is_floating_point and t.dtype.itemsize < 4:
+            t = t.float()  # bfloat16 has no NumPy / DLPack-to-CuPy counterpart
         if t.is_cuda:
             return to_cupy(t), to_torch
         return t.contiguous().numpy(), to_torch
@@ -86,9 +88,12 @@ def check_shape(a: Any) -> None:
         raise ValueError(f"image must be 2-D (H, W) or a stack (N, H, W); got shape {tuple(a.shape)}")
     if a.size == 0:
         raise ValueError(f"image is empty (shape {tuple(a.shape)})")
-    if a.ndim == 3 and a.shape[-1] in (3, 4) and min(a.shape[:2]) > 4:
-        raise ValueError(f"image of shape {tuple(a.shape)} looks like a colour (H, W, {a.shape[-1]}) image; "
-                         "convert it to one grey channel, or pass a stack as (N, H, W)")
+    if a.ndim == 3 and a.shape[-1] <= 4 and min(a.shape[:2]) > 4:
+        # a stack of images 1-4 pixels wide is far less likely than a channels-last array
+        what = "a colour" if a.shape[-1] in (3, 4) else "a channels-last"
+        raise ValueError(f"image of shape {tuple(a.shape)} looks like {what} (H, W, {a.shape[-1]}) "
+                         "image; pass one grey channel as (H, W) (e.g. image[..., 0]), or a stack "
+                         "as (N, H, W)")
 
 
 def to_unit_float(a: Any) -> Any:
@@ -106,9 +111,9 @@ def to_unit_float(a: Any) -> Any:
         raise ValueError("image contains NaN or Inf")
     lo, hi = float(a.min()), float(a.max())
     if lo < 0.0:
-        raise ValueError(f"image has negative values (min {lo:g}); float input must be on [0, 1]")
+        raise ValueError(f"image has negative values (min {lo:.9g}); float input must be on [0, 1]")
     if hi > 1.0:
-        raise ValueError(f"float image must be on [0, 1]; its maximum is {hi:g} "
+        raise ValueError(f"float image must be on [0, 1]; its maximum is {hi:.9g} "
                          "(scale it, or pass the integer array)")
     return a.astype(xp.float32, copy=False)
 

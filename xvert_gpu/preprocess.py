@@ -7,7 +7,7 @@ from typing import Any
 
 from . import backends
 from .arrays import array_module, caller_stream, to_working
-from .wls import SolveInfo, _check_params, move_like, move_to, smooth_array
+from .wls import SolveInfo, _check_params, _is_real, move_like, move_to, smooth_array
 
 
 @dataclass
@@ -65,8 +65,8 @@ def preprocess(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     -------
     Preprocessed
     """
-    _check_params(lam, alpha, eps, delta, tol)
-    if not e_floor > 0:
+    _check_params(lam, alpha, eps, delta, tol, maxiter)
+    if not _is_real(e_floor) or not float(e_floor) > 0:
         raise ValueError(f"e_floor must be > 0; got {e_floor}")
     x, back = to_working(image)
     backend = backends.resolve(device, x)
@@ -80,4 +80,6 @@ def preprocess(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
         def out(a):
             return back(move_like(a, image))
 
-        return Preprocessed(out(x), out(g), out(e), out(xprep), out(hfc), (info_g, info_xp))
+        # x may be the caller's own array (float32 input is not copied): give back a copy
+        return Preprocessed(out(x.copy()), out(g), out(e), out(xprep), out(hfc),
+                            (info_g, info_xp))

