@@ -35,8 +35,7 @@ class Level:
     work: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.rows = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
-        self.cols = (np.empty(self.shape, np.float32), np.empty(self.shape, np.float32))
+        self.rows, self.cols = lines.factor_arrays(self.shape)
         lines.line_factors(*self.op, *self.rows, *self.cols)
 
     def relax(self, f: np.ndarray, u: np.ndarray, step: tuple[bool, int]) -> None:
