@@ -28,8 +28,9 @@ setup(
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13.6"],
-        "dicom": ["pydicom>=2.4", "pylibjpeg>=2", "pylibjpeg-libjpeg>=2"],
+        "dicom": ["pydicom>=2.4", "pylibjpeg>=2", "pylibjpeg-libjpeg>=2", "pylibjpeg-openjpeg>=2"],
         "dist": ["dask[distributed]>=2024.1"],
+        "tiff": ["imagecodecs>=2023.1"],  # LZW/JPEG/... TIFF codecs for tifffile (Pillow otherwise)
         "test": ["pytest>=7", "pytest-benchmark>=4", "pyamg>=5", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["xvert-gpu=xvert_gpu.cli:main"]},

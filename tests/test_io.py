@@ -1,8 +1,10 @@
 """Image I/O (issue 6, SPEC sections 1 and 8): round trips at true bit depth, DICOM in and out,
 the real samples, and the bad-input corpus."""
 
+import logging
 import re
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from PIL import Image
 
 import xvert_gpu
 from xvert_gpu import io as xio
-from xvert_gpu.io import ImageReadError, Radiograph, read_image, write_image
+from xvert_gpu.io import ImageReadError, ImageWriteError, Radiograph, read_image, write_image
 
 DATA = Path(xvert_gpu.__file__).resolve().parent / "data"
 XRAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "xray"
@@ -442,3 +444,201 @@ def test_error_pickles():
     e = pickle.loads(pickle.dumps(ImageReadError("/x/y.png", "empty file (0 bytes)")))
     assert (e.path, e.reason, str(e)) == ("/x/y.png", "empty file (0 bytes)",
                                           "/x/y.png: empty file (0 bytes)")
+
+
+# ---------------------------------------------------------------------------------------------
+# reviewer's findings: DICOM without preamble, TIFF codecs and pages, decoder advice, writing
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strip", ["preamble", "file_meta"])
+def test_dicom_without_preamble_is_read_by_extension(tmp_path, strip):
+    pytest.importorskip("pydicom")
+    a = _scaled(12, 64)
+    data = _make_dicom(tmp_path / "good.dcm", a).read_bytes()
+    assert data[128:132] == b"DICM"
+    body = data[132:]  # file meta group, then the data set
+    if strip == "file_meta":  # a bare data set, as older systems wrote: no Transfer Syntax UID
+        group_len = struct.unpack("<I", body[8:12])[0]  # (0002,0000) UL
+        body = body[12 + group_len:]
+    p = tmp_path / "raw.dcm"
+    p.write_bytes(body)
+    r = read_image(p)
+    assert (r.bits, r.format, r.pixels.dtype) == (12, "dicom", np.uint16)
+    np.testing.assert_array_equal(r.pixels, a)
+    assert p.read_bytes() == body
+
+
+def test_dicom_named_file_without_image_is_a_clear_error(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    good = _make_dicom(tmp_path / "good.dcm", _scaled(12, 64))
+    ds = pydicom.dcmread(good)
+    del ds.PixelData
+    ds.save_as(tmp_path / "nopix_full.dcm")
+    noise = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    for name, data in [("noise.dcm", noise), ("text.dicom", b"hello world\n" * 10),
+                       ("nopix.dcm", (tmp_path / "nopix_full.dcm").read_bytes()[132:])]:
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(ImageReadError, match="not a DICOM file") as ei:
+            read_image(p)
+        assert str(p) in str(ei.value) and "force=True" not in ei.value.reason
+        assert p.read_bytes() == data
+
+
+def _patch_tiff_tag(path, code, value):
+    """Overwrite the inline SHORT value of tag ``code`` of the first page (to make test files)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        offset, order = tif.pages[0].tags[code].valueoffset, tif.byteorder
+    data = bytearray(path.read_bytes())
+    data[offset:offset + 2] = struct.pack(order + "H", value)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("force_pillow", [False, True])
+def test_tiff_lzw_is_read_at_true_bit_depth(tmp_path, monkeypatch, force_pillow):
+    if force_pillow:  # the fallback path, also where imagecodecs is installed
+        monkeypatch.setattr(xio, "_tiff_missing_codec", lambda page: "LZW compression")
+    a = _scaled(16)
+    p16 = tmp_path / "lzw16.tif"
+    Image.fromarray(a).save(p16, compression="tiff_lzw")
+    r = read_image(p16)
+    assert (r.bits, r.format, r.pixels.dtype) == (16, "tiff", np.uint16)
+    np.testing.assert_array_equal(r.pixels, a)
+    a8 = _sample8()
+    p8 = tmp_path / "lzw8_white.tif"
+    Image.fromarray(a8).save(p8, compression="tiff_lzw")
+    _patch_tiff_tag(p8, 262, 0)  # MINISWHITE (Pillow inverts 8-bit MINISWHITE while decoding)
+    r = read_image(p8)
+    assert (r.bits, r.pixels.dtype, r.inverted) == (8, np.uint8, True)
+    np.testing.assert_array_equal(r.pixels, 255 - a8)
+
+
+def test_tiff_fallback_refuses_a_lower_bit_depth(tmp_path, monkeypatch):
+    import tifffile
+
+    monkeypatch.setattr(xio, "_tiff_missing_codec", lambda page: "LZW compression")
+    a = _scaled(16, 64)
+    p = tmp_path / "rgb16.tif"
+    tifffile.imwrite(p, np.dstack([a, a, a]), photometric="rgb")  # Pillow gives 8-bit RGB
+    with pytest.raises(ImageReadError, match="LZW compression needs the 'imagecodecs' package"):
+        read_image(p)
+
+
+def test_tiff_codec_missing_everywhere_is_named(tmp_path):
+    import importlib.util
+
+    import tifffile
+
+    if importlib.util.find_spec("imagecodecs") is not None:
+        pytest.skip("imagecodecs installed: the codec is not missing")
+    p = tmp_path / "j2k.tif"
+    tifffile.imwrite(p, _scaled(16, 64))
+    _patch_tiff_tag(p, 259, 34712)  # Compression: JPEG 2000 (neither tifffile nor Pillow alone)
+    with pytest.raises(ImageReadError) as ei:
+        read_image(p)
+    reason = ei.value.reason
+    assert "JPEG2000" in reason and "imagecodecs" in reason and "corrupt" not in reason
+
+
+@pytest.mark.parametrize("kind,count", [("imwrite_stack", 3), ("pages", 3), ("series", 2),
+                                        ("planes", 2)])
+def test_multi_page_tiff_is_refused(tmp_path, kind, count):
+    import tifffile
+
+    a = _scaled(16, 64)
+    p = tmp_path / f"{kind}.tif"
+    if kind == "imwrite_stack":  # the reviewer's file: tifffile stores (3, H, W) as planar RGB
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tifffile.imwrite(p, np.stack([a, a // 2, a // 3]))
+    elif kind == "pages":
+        tifffile.imwrite(p, np.stack([a, a // 2, a // 3]), photometric="minisblack")
+    elif kind == "series":
+        with tifffile.TiffWriter(p) as tw:
+            tw.write(a)
+            tw.write((a >> 8).astype(np.uint8))
+    else:  # two grey planes in one page, the second an UNSPECIFIED extra sample (not alpha)
+        tifffile.imwrite(p, np.stack([a, a // 2]), photometric="minisblack",
+                         planarconfig="separate")
+    with pytest.raises(ImageReadError, match=rf"multi-(page|frame) TIFF\b.*\b{count}\b") as ei:
+        read_image(p)
+    assert "colour channels differ" not in ei.value.reason
+
+
+def test_tiff_thumbnail_page_is_not_a_second_image(tmp_path):
+    import tifffile
+
+    a = _scaled(16, 64)
+    p = tmp_path / "thumb.tif"
+    with tifffile.TiffWriter(p) as tw:
+        tw.write(a)
+        tw.write(np.ascontiguousarray(a[::4, ::4]), subfiletype=1)  # reduced-resolution page
+    np.testing.assert_array_equal(read_image(p).pixels, a)
+
+
+def test_garbage_tiff_logs_nothing(tmp_path, caplog):
+    p = tmp_path / "garbage.tif"
+    p.write_bytes(b"II*\x00 garbage, not a TIFF")
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(ImageReadError, match="TIFF"):
+            read_image(p)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("tifffile")] == []
+    assert tiff_log.level == level  # silenced only during the read
+
+
+def _compressed_dicom(path, tsyntax, frame):
+    """A DICOM whose encapsulated pixel data is ``frame``, claimed compressed as ``tsyntax``."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(_make_dicom(path, _scaled(12, 64)))
+    ds.file_meta.TransferSyntaxUID = tsyntax
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("codec", ["rle", "jpeg-ls"])
+def test_dicom_corrupt_compressed_data_is_called_corrupt(tmp_path, codec):
+    pytest.importorskip("pydicom")
+    from pydicom.uid import JPEGLSLossless, RLELossless
+
+    if codec == "jpeg-ls":
+        pytest.importorskip("libjpeg")  # pylibjpeg-libjpeg: the decoder is installed
+        frame = b"\xff\xd8\xff\xf7" + bytes(200)  # SOI, SOF55 and zeros: a broken header
+        p = _compressed_dicom(tmp_path / "jls.dcm", JPEGLSLossless, frame)
+    else:  # pydicom decodes RLE itself
+        p = _compressed_dicom(tmp_path / "rle.dcm", RLELossless, bytes(64))
+    with pytest.raises(ImageReadError) as ei:
+        read_image(p)
+    reason = ei.value.reason
+    assert "could not be decoded" in reason and "corrupt" in reason and "install" not in reason
+
+
+def test_dicom_missing_decoder_names_the_right_package(tmp_path, monkeypatch):
+    pytest.importorskip("pydicom")
+    pixels = pytest.importorskip("pydicom.pixels")  # pydicom >= 3: its decoder registry
+    from pydicom.uid import JPEG2000Lossless
+
+    p = _compressed_dicom(tmp_path / "j2k.dcm", JPEG2000Lossless, b"\xff\x4f\xff\x51" + bytes(200))
+    monkeypatch.setattr(pixels.get_decoder(JPEG2000Lossless), "_available", {})  # none installed
+    with pytest.raises(ImageReadError) as ei:
+        read_image(p)
+    reason = ei.value.reason
+    assert "JPEG 2000" in reason and "no decoder" in reason
+    assert "pip install pylibjpeg pylibjpeg-openjpeg" in reason and "python-gdcm" in reason
+    assert "pylibjpeg-libjpeg" not in reason
+
+
+def test_write_to_missing_folder_is_an_image_write_error(tmp_path):
+    target = tmp_path / "no_such_folder" / "x.png"
+    with pytest.raises(ImageWriteError, match="does not exist") as ei:
+        write_image(target, _sample8(64))
+    assert str(target) in str(ei.value)
+    assert list(tmp_path.iterdir()) == []

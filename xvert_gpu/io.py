@@ -16,11 +16,18 @@ png        8 and 16 bit grey (Pillow). A 16-bit PNG is 16-bit unless its ``sBIT`
 jpeg       8-bit baseline/progressive JPEG (Pillow). Written at quality 95 (lossy).
 tiff       8 and 16 bit unsigned, float32 on [0, 1] (tifffile). ``MaxSampleValue``
            (tag 281) of ``2**b - 1`` marks b-bit data in 16-bit samples (written so for
-           12 bits). MINISWHITE is inverted so that bone is bright.
+           12 bits). MINISWHITE is inverted so that bone is bright. LZW, JPEG and other
+           codecs need ``imagecodecs`` (optional: ``pip install xvert_gpu[tiff]``); without
+           it the page is decoded by Pillow when Pillow gives the same samples at the same
+           bit depth. One image per file: reduced-resolution pages (thumbnails) are
+           ignored, further full-size pages or frames are refused.
 dicom      pydicom (optional: ``pip install xvert_gpu[dicom]``); compressed transfer
-           syntaxes through the pylibjpeg plugins when installed. The sign and direction
-           of Rescale Slope/Intercept are applied (the modality values are an affine map
-           of the stored ones, so on the [0, 1] scale only the direction matters);
+           syntaxes through the pylibjpeg plugins when installed (JPEG 2000 needs
+           pylibjpeg-openjpeg or python-gdcm). A ``.dcm``/``.dicom`` file without the
+           128-byte preamble and ``DICM`` prefix is read as a raw data set. The sign
+           and direction of Rescale Slope/Intercept are applied (the modality values
+           are an affine map of the stored ones, so on the [0, 1] scale only the
+           direction matters);
            signed data is shifted onto ``[0, 2**BitsStored - 1]``; MONOCHROME1 is
            inverted; BitsStored gives the range.
 jsrt       JSRT raw ``.IMG``: 2048x2048, 12 bits in big-endian 16-bit words, no header.
@@ -36,18 +43,21 @@ Images with more than :data:`MAX_PIXELS` pixels are refused from the header, bef
 decoding; images with a side shorter than 2 are refused.
 
 Not supported (refused with a clear reason): 16-bit colour or grey+alpha PNGs (Pillow reduces
-them to 8 bits), 12-bit JPEG, multi-frame DICOM, DICOM with more than 16 bits stored or float
-pixel data, palette-colour DICOM. VOI LUT (windowing) and Modality LUT Sequences are not applied
-and are dropped from derived DICOM output.
+them to 8 bits), 12-bit JPEG, multi-page or multi-frame TIFF, multi-frame DICOM, DICOM with more
+than 16 bits stored or float pixel data, palette-colour DICOM. VOI LUT (windowing) and Modality
+LUT Sequences are not applied and are dropped from derived DICOM output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
+import logging
 import os
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +292,156 @@ def _read_pillow(path, fmt: str) -> Radiograph:
     return Radiograph(np.ascontiguousarray(arr), bits, fmt, str(path))
 
 
+#: Guards the tifffile logger level while reads in several threads silence it.
+_TIFF_LOG_LOCK = threading.Lock()
+_tiff_log_state = {"depth": 0, "level": logging.NOTSET}
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's logger (``<tifffile.TiffPages @...> invalid offset ...``) for a read.
+
+    Bad files get an :class:`ImageReadError` that says what is wrong; tifffile's own warnings
+    would only reach the console first. The logger's level (not a filter) is raised because
+    tifffile also logs from its decoding threads; nested and concurrent reads share one
+    counter so that the level the caller set is put back when the last read ends.
+    """
+    log = logging.getLogger("tifffile")
+    with _TIFF_LOG_LOCK:
+        if _tiff_log_state["depth"] == 0:
+            _tiff_log_state["level"] = log.level
+            log.setLevel(logging.CRITICAL)
+        _tiff_log_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _TIFF_LOG_LOCK:
+            _tiff_log_state["depth"] -= 1
+            if _tiff_log_state["depth"] == 0:
+                log.setLevel(_tiff_log_state["level"])
+
+
+def _tiff_single_page(path, tif) -> Any:
+    """The one full-size page of a TIFF; files with more (stacks, series) are refused.
+
+    Reduced-resolution pages (NewSubfileType bit 0: thumbnails, pyramid levels) are previews
+    of the image, not further images, so they do not count.
+    """
+    pages = tif.pages
+    if not pages:
+        raise ImageReadError(path, "TIFF without images")
+    if len(pages) == 1:
+        return pages.first if hasattr(pages, "first") else pages[0]
+    full = [p for p in pages if not getattr(p, "is_reduced", False)]
+    if len(full) == 1:
+        return full[0]
+    n = len(full) or len(pages)
+    raise ImageReadError(path, f"multi-page TIFF ({n} pages) is not supported "
+                               "(one radiograph per file)")
+
+
+def _tiff_codec_name(page, what: str = "compression") -> str:
+    value = getattr(page, what, None)
+    return f"{getattr(value, 'name', value)} {what}"
+
+
+def _tiff_missing_codec(page) -> str | None:
+    """The compression or predictor that tifffile cannot decode here (no imagecodecs), or None."""
+    import tifffile
+
+    if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+        return _tiff_codec_name(page, "compression")
+    if page.predictor not in tifffile.TIFF.UNPREDICTORS:
+        return _tiff_codec_name(page, "predictor")
+    return None
+
+
+def _pillow_rawmode(im) -> str:
+    """The raw mode Pillow unpacks the first tile with ('' if unknown)."""
+    tile = getattr(im, "tile", None) or []
+    args = tile[0][3] if tile and len(tile[0]) > 3 else None
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
+
+
+def _read_tiff_pillow(path, page, missing: str) -> np.ndarray:
+    """Decode the page with Pillow (libtiff) when tifffile lacks a codec for it.
+
+    Pillow decodes LZW, PackBits, deflate and (usually) JPEG itself. Its samples are used only
+    when they have the page's own dtype and shape (Pillow reduces 16-bit colour to 8 bits, for
+    one); otherwise the error names the codec and the package that decodes it.
+    """
+    from PIL import Image
+
+    want = np.dtype(page.dtype)
+    advice = (f"TIFF with {missing} needs the 'imagecodecs' package to decode "
+              "(pip install imagecodecs, or pip install 'xvert_gpu[tiff]')")
+    if int(page.bitspersample) != want.itemsize * 8:  # 1/2/4/12-bit samples: Pillow rescales
+        raise ImageReadError(path, f"{advice}; Pillow cannot decode {page.bitspersample}-bit "
+                                   "samples at their stored depth")
+    try:
+        with Image.open(path) as im:
+            if getattr(page, "index", 0):  # the full-size page after a thumbnail
+                im.seek(page.index)
+            rawmode = _pillow_rawmode(im)
+            im.load()
+            arr = np.asarray(im)
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types
+        raise ImageReadError(path, f"{advice}; Pillow could not decode it either "
+                                   f"({type(e).__name__}: {e})") from None
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # 'I;16B' -> native uint16
+    spp = int(page.samplesperpixel)
+    shape = (int(page.imagelength), int(page.imagewidth)) + ((spp,) if spp > 1 else ())
+    if arr.dtype != want or arr.shape != shape:
+        raise ImageReadError(path, f"{advice}; Pillow decodes it only as {arr.dtype} {arr.shape}, "
+                                   f"not as the stored {want} {shape}")
+    if rawmode.endswith(";I") and want.kind == "u":
+        # Pillow inverts 8-bit MINISWHITE while decoding; the caller inverts the stored values.
+        arr = np.iinfo(want).max - arr
+    return arr
+
+
+def _decode_tiff_page(path, page) -> np.ndarray:
+    """The page's samples as (H, W) or (H, W, S), by tifffile, else by Pillow (codec missing)."""
+    missing = _tiff_missing_codec(page)
+    if missing is None:
+        try:
+            arr = page.asarray()
+        except Exception as e:  # noqa: BLE001 - tifffile raises many types
+            # Some codecs look available but import their library only when used (zstd).
+            if not (isinstance(e, ImportError) or "imagecodecs" in str(e)):
+                raise ImageReadError(path, f"corrupt or truncated TIFF: {type(e).__name__}: {e}") \
+                    from None
+            missing = _tiff_codec_name(page, "compression")
+        else:
+            if arr.ndim == 3 and int(page.planarconfig) == 2:  # separate planes: (S, H, W)
+                arr = np.moveaxis(arr, 0, -1)
+            return arr
+    return _read_tiff_pillow(path, page, missing)
+
+
+def _tiff_to_grey(path, page, arr: np.ndarray) -> np.ndarray:
+    """(H, W, S) samples of one page -> (H, W), refusing frame stacks stored as one page.
+
+    Separate sample planes, and extra samples marked UNSPECIFIED rather than alpha, are how a
+    stack of frames gets into one page: tifffile.imwrite stores a (3, H, W) or (4, H, W) array
+    as planar RGB. If those planes differ the file is refused rather than read as one frame.
+    """
+    if arr.ndim == 3 and arr.shape[2] > 1:
+        extras = tuple(int(e) for e in (getattr(page, "extrasamples", ()) or ()))
+        planar = int(page.planarconfig) == 2
+        n = arr.shape[2]
+        if (planar or 0 in extras) and not all(np.array_equal(arr[..., 0], arr[..., k])
+                                                for k in range(1, n)):
+            colour = " or a colour image" if int(page.photometric) == 2 else ""
+            raise ImageReadError(path, f"multi-frame TIFF: one page holds {n} image planes that "
+                                       f"differ (a stack of {n} frames{colour}, as "
+                                       f"tifffile.imwrite stores a ({n}, H, W) array); multi-page "
+                                       "or multi-frame TIFFs are not supported "
+                                       "(one radiograph per file)")
+    return _to_grey(path, arr)
+
+
 def _read_tiff(path) -> Radiograph:
     import tifffile
 
@@ -290,16 +450,11 @@ def _read_tiff(path) -> Radiograph:
     except Exception as e:  # noqa: BLE001 - tifffile raises many types
         raise ImageReadError(path, f"corrupt TIFF: {type(e).__name__}: {e}") from None
     with tif:
-        if not tif.pages:
-            raise ImageReadError(path, "TIFF without images")
-        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        page = _tiff_single_page(path, tif)
         shape = tuple(page.shape)
-        if len(shape) == 3 and shape[0] in (1, 2, 3, 4) and shape[2] not in (1, 2, 3, 4):
-            rows, cols = shape[1], shape[2]  # planar configuration
-        elif len(shape) in (2, 3):
-            rows, cols = shape[0], shape[1]
-        else:
+        if len(shape) not in (2, 3):
             raise ImageReadError(path, f"unsupported TIFF page shape {shape}")
+        rows, cols = int(page.imagelength), int(page.imagewidth)
         _check_size(path, rows, cols, "TIFF")
         size = os.path.getsize(path)
         offsets = getattr(page, "dataoffsets", ()) or ()
@@ -316,13 +471,7 @@ def _read_tiff(path) -> Radiograph:
             v = tag.value
             maxsample = int(v[0] if isinstance(v, (tuple, list)) else v)
         photometric = int(page.photometric) if page.photometric is not None else 1
-        try:
-            arr = page.asarray()
-        except Exception as e:  # noqa: BLE001
-            raise ImageReadError(path, f"corrupt or truncated TIFF: {type(e).__name__}: {e}") from None
-    if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[2] not in (1, 2, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)
-    arr = _to_grey(path, arr)
+        arr = _tiff_to_grey(path, page, _decode_tiff_page(path, page))
     inverted = False
     if dtype.kind == "f":
         arr = arr.astype(np.float32)
@@ -354,16 +503,108 @@ def _import_pydicom(path):
     return pydicom
 
 
-def _read_dicom(path) -> Radiograph:
-    pydicom = _import_pydicom(path)
-    from pydicom.errors import InvalidDicomError
+_JPEG_DECODERS = ("pylibjpeg pylibjpeg-libjpeg", "python-gdcm")
+_JPEG_LS_DECODERS = ("pylibjpeg pylibjpeg-libjpeg", "pyjpegls", "python-gdcm")
+_JPEG2000_DECODERS = ("pylibjpeg pylibjpeg-openjpeg", "python-gdcm")
 
+#: pip packages that give pydicom a decoder for each compressed transfer syntax, first choice
+#: first (pydicom's table of pixel data plugins; Pillow also decodes JPEG and JPEG 2000, but
+#: is a poorer decoder and is installed anyway).
+_DICOM_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.50": _JPEG_DECODERS,  # JPEG Baseline (8-bit)
+    "1.2.840.10008.1.2.4.51": _JPEG_DECODERS,  # JPEG Extended (12-bit)
+    "1.2.840.10008.1.2.4.57": _JPEG_DECODERS,  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70": _JPEG_DECODERS,  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80": _JPEG_LS_DECODERS,  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": _JPEG_LS_DECODERS,  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90": _JPEG2000_DECODERS,  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": _JPEG2000_DECODERS,  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": ("pylibjpeg pylibjpeg-openjpeg",),  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202": ("pylibjpeg pylibjpeg-openjpeg",),  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203": ("pylibjpeg pylibjpeg-openjpeg",),  # HTJ2K
+    "1.2.840.10008.1.2.5": ("pylibjpeg pylibjpeg-rle",),  # RLE Lossless (pydicom has its own)
+}
+
+
+def _dcmread(pydicom, path, preamble: bool):
+    """Read a DICOM data set; one without the preamble and 'DICM' prefix is read as raw.
+
+    read_image only sends a file without the preamble here because of its .dcm/.dicom
+    extension, so ``force=True`` is what the name promises. Such a raw data set has no
+    Transfer Syntax UID; pydicom needs one to decode the pixels, and the encoding it found
+    while reading (implicit/explicit VR, byte order) says which it is.
+    """
     try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as e:
-        raise ImageReadError(path, f"not a DICOM file: {e}") from None
-    except Exception as e:  # noqa: BLE001
+        ds = pydicom.dcmread(path, force=not preamble)
+    except Exception as e:  # noqa: BLE001 - pydicom raises many types
+        if not preamble:
+            raise ImageReadError(path, "not a DICOM file: no 128-byte preamble and 'DICM' prefix, "
+                                       f"and unreadable as a raw data set ({type(e).__name__}: {e})"
+                                 ) from None
         raise ImageReadError(path, f"corrupt or truncated DICOM: {type(e).__name__}: {e}") from None
+    if not preamble and "PixelData" not in ds and "FloatPixelData" not in ds \
+            and "DoubleFloatPixelData" not in ds:
+        raise ImageReadError(path, "not a DICOM file: no 128-byte preamble and 'DICM' prefix, "
+                                   "and no image (Pixel Data) when read as a raw data set")
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        encoding = getattr(ds, "original_encoding", None)  # pydicom 3; pydicom 2 below
+        implicit, little = encoding if encoding else (ds.is_implicit_VR, ds.is_little_endian)
+        if meta is None:
+            ds.file_meta = meta = FileMetaDataset()
+        meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                  ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
+
+
+def _dicom_compressed(tsyntax) -> bool:
+    try:
+        return bool(tsyntax.is_compressed)
+    except (AttributeError, ValueError):  # not a known transfer syntax: pydicom cannot decode it
+        return True
+
+
+def _dicom_decoder_installed(tsyntax) -> bool | None:
+    """Whether pydicom has a usable decoder for ``tsyntax`` here (None: it has none at all)."""
+    try:
+        from pydicom.pixels import get_decoder  # pydicom >= 3
+    except ImportError:
+        from pydicom import config  # pydicom 2: the pixel data handler modules
+
+        handlers = [h for h in config.pixel_data_handlers if h.supports_transfer_syntax(tsyntax)]
+        return any(h.is_available() for h in handlers) if handlers else None
+    try:
+        return bool(get_decoder(tsyntax).is_available)
+    except NotImplementedError:
+        return None
+
+
+def _dicom_decode_error(path, tsyntax, exc: Exception) -> ImageReadError:
+    """The ImageReadError for a failed ``ds.pixel_array``: missing decoder, or corrupt data."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+    if not _dicom_compressed(tsyntax):
+        return ImageReadError(path, f"corrupt or truncated DICOM pixel data: {detail}")
+    what = f"{getattr(tsyntax, 'name', '') or 'unknown'}, transfer syntax {tsyntax}"
+    installed = _dicom_decoder_installed(tsyntax)
+    packages = _DICOM_DECODER_PACKAGES.get(str(tsyntax))
+    if installed is None or (not installed and not packages):
+        return ImageReadError(path, f"cannot decode DICOM pixel data ({what}): pydicom has no "
+                                    "decoder for this transfer syntax")
+    if not installed:
+        choices = " (or: ".join(f"pip install {p}" for p in packages) + ")" * (len(packages) - 1)
+        return ImageReadError(path, f"cannot decode DICOM pixel data ({what}): no decoder for it "
+                                    f"is installed; {choices}")
+    return ImageReadError(path, f"compressed DICOM pixel data ({what}) could not be decoded: "
+                                f"corrupt or truncated ({detail})")
+
+
+def _read_dicom(path, preamble: bool = True) -> Radiograph:
+    """Read a DICOM file; ``preamble`` is False for a raw data set (no 'DICM' prefix)."""
+    pydicom = _import_pydicom(path)
+    ds = _dcmread(pydicom, path, preamble)
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ImageReadError(path, "DICOM float pixel data is not supported")
@@ -386,19 +627,14 @@ def _read_dicom(path) -> Radiograph:
                                    f"BitsAllocated {bits_alloc} (at most 16 supported)")
     if photometric == "PALETTE COLOR":
         raise ImageReadError(path, "colour image: PALETTE COLOR DICOM is not supported")
+    tsyntax = ds.file_meta.TransferSyntaxUID
     try:
         arr = ds.pixel_array
-    except Exception as e:  # noqa: BLE001
-        msg = f"{type(e).__name__}: {e}"
-        tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "?"))
-        if "plugin" in msg.lower() or "decode" in msg.lower() and "unable" in msg.lower():
-            raise ImageReadError(path, f"cannot decode DICOM pixel data (transfer syntax {tsyntax}); "
-                                       "install pylibjpeg and pylibjpeg-libjpeg: " + msg) from None
-        raise ImageReadError(path, f"corrupt or truncated DICOM pixel data: {msg}") from None
+    except Exception as e:  # noqa: BLE001 - pydicom and its plugins raise many types
+        raise _dicom_decode_error(path, tsyntax, e) from None
     arr = np.asarray(arr)
     if spp > 1 or arr.ndim == 3:
-        arr = _to_grey(path, arr, JPEG_GREY_TOLERANCE if ds.file_meta.TransferSyntaxUID.is_compressed
-                       else 0)
+        arr = _to_grey(path, arr, JPEG_GREY_TOLERANCE if _dicom_compressed(tsyntax) else 0)
     if arr.shape != (rows, cols):
         raise ImageReadError(path, f"DICOM pixel array shape {arr.shape} != Rows x Columns "
                                    f"{rows}x{cols}")
@@ -458,11 +694,28 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def read_image(path) -> Radiograph:
-    """Read a radiograph at its true bit depth. Raises :class:`ImageReadError` on any failure.
+def read_image(path: str | os.PathLike) -> Radiograph:
+    """Read a radiograph at its true bit depth.
 
     The format comes from the file's signature (PNG, JPEG, TIFF, DICOM with preamble); files
-    without one are taken by extension (``.IMG`` JSRT raw, ``.dcm`` DICOM without preamble).
+    without one are taken by extension: ``.IMG`` is JSRT raw, and ``.dcm``/``.dicom`` is DICOM
+    without the 128-byte preamble and ``DICM`` prefix (read as a raw data set, pydicom's
+    ``force=True``). The file is only read, never changed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    Radiograph
+        One grey channel at the stored bit depth (see the module docstring for each format).
+
+    Raises
+    ------
+    ImageReadError
+        For any failure, naming the file and the reason.
     """
     p = str(path)
     try:
@@ -477,7 +730,7 @@ def read_image(path) -> Radiograph:
             head = f.read(132)
         ext = os.path.splitext(p)[1].lower()
         by_ext = EXTENSIONS.get(ext)
-        fmt = _sniff(head)
+        sniffed = fmt = _sniff(head)
         if fmt is None:
             if by_ext is None:
                 raise ImageReadError(p, f"unknown file type (extension {ext or 'none'!r}, "
@@ -489,9 +742,10 @@ def read_image(path) -> Radiograph:
         if fmt in ("png", "jpeg"):
             return _read_pillow(p, fmt)
         if fmt == "tiff":
-            return _read_tiff(p)
+            with _quiet_tifffile():
+                return _read_tiff(p)
         if fmt == "dicom":
-            return _read_dicom(p)
+            return _read_dicom(p, preamble=sniffed == "dicom")
         return _read_jsrt(p)
     except ImageReadError:
         raise
@@ -761,37 +1015,60 @@ def write_image(path, pixels, like: Radiograph | None = None, *, format: str | N
         raise ImageWriteError(out, f"image is {q.shape[1]}x{q.shape[0]}: too small")
     ds = _dicom_dataset(out, q, bits, like, method, parameters) if fmt == "dicom" else None
 
+    _write_atomic(out, _encode(out, fmt, q, bits, ds))
+    return out
+
+
+def _encode(out: Path, fmt: str, q: np.ndarray, bits: int, ds: Any) -> io.BytesIO:
+    """The file's bytes, encoded in memory (encoders want a seekable buffer, not a bare fd)."""
+    f = io.BytesIO()
+    if fmt == "png":
+        _encode_png(f, q, bits)
+    elif fmt == "tiff":
+        _encode_tiff(f, q, bits)
+    elif fmt == "jpeg":
+        _encode_jpeg(f, q)
+    elif fmt == "jsrt":
+        _encode_jsrt(out, f, q)
+    else:
+        ds.save_as(f, enforce_file_format=True) if _pydicom3() else \
+            ds.save_as(f, write_like_original=False)
+    return f
+
+
+def _write_atomic(out: Path, data: io.BytesIO) -> None:
+    """Write ``data`` to a temporary file in ``out``'s folder, then rename it to ``out``.
+
+    Readers never see a half-written image, and a failure leaves no temporary file behind.
+    OS errors (missing or read-only folder, full disk, ``out`` a folder) become
+    :class:`ImageWriteError` naming ``out``, not an error about the hidden temporary file.
+    """
     folder = out.parent if str(out.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ImageWriteError(out, f"cannot write: the folder {folder} {what}")
     try:
-        f = io.BytesIO()  # encoders want a named file or a seekable buffer, not a bare fd
-        if True:
-            if fmt == "png":
-                _encode_png(f, q, bits)
-            elif fmt == "tiff":
-                _encode_tiff(f, q, bits)
-            elif fmt == "jpeg":
-                _encode_jpeg(f, q)
-            elif fmt == "jsrt":
-                _encode_jsrt(out, f, q)
-            else:
-                ds.save_as(f, enforce_file_format=True) if _pydicom3() else \
-                    ds.save_as(f, write_like_original=False)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ImageWriteError(out, f"cannot write in the folder {folder} (not writable?): "
+                                   f"{e.strerror or e}") from None
+    try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(f.getbuffer())
+            fh.write(data.getbuffer())
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise ImageWriteError(out, f"cannot write: {e.strerror or e}") from None
         raise
-    return out
 
 
 def _pydicom3() -> bool:
