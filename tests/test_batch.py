@@ -226,7 +226,84 @@ def test_resume_skips_done_files_and_overwrite_redoes(tmp_path, enhance):
     # another output format is another parameter set
     rc, stdout, _ = enhance(src, "-o", moved, "-q", "--format", "tiff")
     assert rc == 0 and "3 done" in stdout and (moved / "sub" / "x2.tif").exists()
-    assert manifest_rows(moved)[str(src / "x0.png")]["output"] == "x0.tif"
+    assert pairs(moved)[(str(src / "x0.png"), "x0.tif")] == "done"
+    assert pairs(moved)[(str(src / "x0.png"), "x0.png")] == "done"  # still on record
+    assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q")[1]  # --format same again
+
+
+def pairs(outdir) -> dict[tuple[str, str], str]:
+    """{(input, output): status} of OUTDIR's manifest."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{outdir / 'xvert_manifest.sqlite'}?mode=ro", uri=True)
+    try:
+        return {(i, o): st for i, o, st in db.execute("SELECT input, output, status FROM files")}
+    finally:
+        db.close()
+
+
+def test_an_input_named_two_ways_keeps_both_outputs(tmp_path, enhance):
+    """Inside its folder, then as a file: two outputs, both remembered, both skipped after."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(crop(60)).save(src / "sub" / "g.png")
+    out = tmp_path / "out"
+    assert enhance(src, "-o", out, "-q")[0] == 0  # -> out/sub/g.png
+    rc, stdout, _ = enhance(src / "sub" / "g.png", "-o", out, "-q")  # -> out/g.png
+    assert rc == 0 and "1 done" in stdout
+    written = image_files(out)
+    assert set(written) == {"sub/g.png", "g.png"}
+    for _ in range(2):  # each output was written by this command: never "not in the manifest"
+        for arg in (src, src / "sub" / "g.png"):
+            rc, stdout, _ = enhance(arg, "-o", out, "-q")
+            assert rc == 0 and "0 done, 1 skipped" in stdout, stdout
+    assert image_files(out) == written
+    key = str(src / "sub" / "g.png")
+    assert pairs(out) == {(key, "sub/g.png"): "done", (key, "g.png"): "done"}
+    # resume rules hold per output: a deleted output is redone, the other one skipped
+    (out / "g.png").unlink()
+    assert "0 done, 1 skipped" in enhance(src, "-o", out, "-q")[1]
+    assert "1 done, 0 skipped" in enhance(src / "sub" / "g.png", "-o", out, "-q")[1]
+    # a changed input is redone for each output
+    Image.fromarray(crop(61)).save(src / "sub" / "g.png")
+    assert "1 done, 0 skipped" in enhance(src, "-o", out, "-q")[1]
+    assert "1 done, 0 skipped" in enhance(src / "sub" / "g.png", "-o", out, "-q")[1]
+    assert (out / "g.png").read_bytes() == (out / "sub" / "g.png").read_bytes() != written["g.png"]
+
+
+@pytest.mark.parametrize("identical", [False, True])
+def test_a_collision_never_damages_a_done_file(tmp_path, enhance, identical):
+    """Two inputs with one output name, in one order then the other: the first one's done
+    output stays done and on record, and is skipped when the first order comes back."""
+    from PIL import Image
+
+    a, b = tmp_path / "in" / "a.png", tmp_path / "other" / "a.png"
+    for i, path in enumerate((a, b)):
+        path.parent.mkdir()
+        Image.fromarray(crop(62 + (0 if identical else i))).save(path)
+    out = tmp_path / "oc"
+    rc, stdout, _ = enhance(a, b, "-o", out, "-q")
+    assert rc == 1 and "1 done, 0 skipped (already done), 1 failed" in stdout
+    assert f"{b}: its output a.png is already the output of {a}" in stdout
+    first = (out / "a.png").read_bytes()
+
+    rc, stdout, _ = enhance(b, a, "-o", out, "-q")  # the other order: neither may run
+    assert f"{a}: its output a.png is already the output of {b}" in stdout
+    if identical:  # b's output is there already (as a's), and a keeps its record
+        assert rc == 1 and "0 done, 1 skipped (already done), 1 failed" in stdout
+    else:
+        assert rc == 1 and "0 done, 0 skipped (already done), 2 failed" in stdout
+        assert f"{b}: output {out / 'a.png'} holds the enhanced {a}" in stdout
+    assert (out / "a.png").read_bytes() == first
+    assert pairs(out)[(str(a), "a.png")] == "done" and (str(b), "a.png") not in pairs(out)
+
+    rc, stdout, _ = enhance(a, b, "-o", out, "-q")  # back to the first order
+    assert rc == 1 and "0 done, 1 skipped (already done), 1 failed" in stdout, stdout
+    assert f"{a}:" not in stdout.replace(f"output of {a}", "")
+    assert (out / "a.png").read_bytes() == first
+    assert pairs(out)[(str(a), "a.png")] == "done"
 
 
 def test_refusals(tmp_path, enhance, model):

@@ -167,9 +167,9 @@ def test_manifest_rows(tmp_path):
         run = m.begin_run(["enhance"], "model1", {"format": "same"}, {"workers": 2})
         m.start("/in/a.png", "a.png", run, "{}", "model1")
         assert m.get("/in/a.png")["status"] == "running"
-        m.finish("/in/a.png", "failed", {"error": "boom", "size": 3})
+        m.finish("/in/a.png", "a.png", "failed", {"error": "boom", "size": 3})
         m.start("/in/a.png", "a.png", run, "{}", "model1")
-        m.finish("/in/a.png", "done", {"size": 3, "sha256": "ab", "out_size": 9})
+        m.finish("/in/a.png", "a.png", "done", {"size": 3, "sha256": "ab", "out_size": 9})
         m.reject("/in/b.xyz", run, "unknown extension", "{}", "model1")
         m.end_run(run, "finished", {"done": 1, "failed": 1})
         a = m.get("/in/a.png")
@@ -180,6 +180,78 @@ def test_manifest_rows(tmp_path):
     db = sqlite3.connect(tmp_path / MANIFEST_NAME)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT status, done, failed FROM runs").fetchone() == ("finished", 1, 1)
+
+
+def test_manifest_keeps_a_row_per_input_and_output(tmp_path):
+    """An input sent to a second output keeps the first; a refusal touches no output's row."""
+    with Manifest(tmp_path / MANIFEST_NAME) as m:
+        m.start("/in/sub/g.png", "sub/g.png", 1, "{}", "M")
+        m.finish("/in/sub/g.png", "sub/g.png", "done", {"size": 3})
+        m.start("/in/sub/g.png", "g.png", 2, "{}", "M")  # named as a file this time
+        m.finish("/in/sub/g.png", "g.png", "done", {"size": 3})
+        m.reject("/in/sub/g.png", 3, "its output g.png is already the output of ...", "{}", "M")
+        assert m.get("/in/sub/g.png", "sub/g.png")["status"] == "done"
+        assert m.get("/in/sub/g.png", "g.png")["status"] == "done"
+        assert m.get("/in/sub/g.png", "")["status"] == "failed"
+        assert m.owner("sub/g.png")["input"] == m.owner("g.png")["input"] == "/in/sub/g.png"
+        assert m.owner("") is None
+        assert [(r["output"], r["status"]) for r in m.rows()] == [
+            ("", "failed"), ("g.png", "done"), ("sub/g.png", "done")]
+        # --overwrite by another input: the old row loses that output only
+        m.start("/other/g.png", "g.png", 4, "{}", "M")
+        assert m.owner("g.png")["input"] == "/other/g.png"
+        lost = m.get("/in/sub/g.png", "")
+        assert lost["status"] == "failed" and "/other/g.png" in lost["error"]
+        assert m.get("/in/sub/g.png", "sub/g.png")["status"] == "done"
+
+
+#: ``files`` as schema 1 (xvert_gpu <= this fix) created it: one row per input.
+_FILES_SCHEMA1 = """
+CREATE TABLE files (input TEXT PRIMARY KEY, output TEXT NOT NULL, status TEXT NOT NULL
+    CHECK (status IN ('running', 'done', 'failed')), size INTEGER, mtime_ns INTEGER,
+    sha256 TEXT, params TEXT, model TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    first_started REAL, started REAL, finished REAL, seconds REAL, in_format TEXT,
+    out_format TEXT, bits INTEGER, width INTEGER, height INTEGER, out_size INTEGER,
+    out_sha256 TEXT, worker TEXT, run INTEGER);
+CREATE INDEX files_output ON files (output);
+CREATE INDEX files_status ON files (status);
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, finished REAL,
+    argv TEXT, model TEXT, params TEXT, settings TEXT, status TEXT, done INTEGER,
+    skipped INTEGER, failed INTEGER, ignored INTEGER);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+INSERT INTO meta VALUES ('schema', '1');
+INSERT INTO runs (started, status, done) VALUES (1.0, 'finished', 1);
+INSERT INTO files (input, output, status, size, sha256, attempts, started, out_size, run)
+    VALUES ('/in/a.png', 'a.png', 'done', 3, 'ab', 2, 5.0, 9, 1),
+           ('/in/b.xyz', '', 'failed', NULL, NULL, 1, 5.0, NULL, 1);
+"""
+
+
+def test_manifest_schema1_is_migrated_in_place(tmp_path):
+    path = tmp_path / MANIFEST_NAME
+    db = sqlite3.connect(path)
+    db.executescript(_FILES_SCHEMA1)
+    db.close()
+    with Manifest(path) as m:
+        a = m.get("/in/a.png", "a.png")
+        assert (a["status"], a["size"], a["sha256"], a["attempts"], a["out_size"]) == \
+            ("done", 3, "ab", 2, 9)
+        assert m.get("/in/b.xyz", "")["status"] == "failed"
+        m.start("/in/a.png", "sub/a.png", 2, "{}", "M")  # a second output: a second row
+        assert m.get("/in/a.png", "a.png")["status"] == "done"
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    objects = dict(db.execute("SELECT name, tbl_name FROM sqlite_master WHERE name LIKE 'files%'"))
+    assert objects == {"files": "files", "files_output": "files", "files_status": "files"}
+    key = sorted((r[5], r[1]) for r in db.execute("PRAGMA table_info(files)") if r[5])
+    assert key == [(1, "input"), (2, "output")]
+    assert db.execute("SELECT count(*) FROM files").fetchone() == (3,)
+    assert db.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Manifest(path)
 
 
 def test_resume_decisions(tmp_path):
@@ -196,8 +268,9 @@ def test_resume_decisions(tmp_path):
     assert decide(job, m, out, "{}", "M") == (RUN, "running")  # ours (killed run): redo
     st = src.stat()
     import hashlib
-    m.finish(job.key, "done", {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "out_size": 7,
-                               "sha256": hashlib.sha256(b"abc").hexdigest()})
+    sha = hashlib.sha256(b"abc").hexdigest()
+    m.finish(job.key, "a.png", "done", {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                        "out_size": 7, "sha256": sha})
     assert decide(job, m, out, "{}", "M") == (SKIP, "already done")
     assert decide(job, m, out, "{}", "M", resume=False)[0] == RUN
     assert decide(job, m, out, "{}", "other model") == (RUN, "another model")
@@ -228,10 +301,16 @@ def test_resume_when_another_input_owns_the_output(tmp_path):
     import hashlib
     m.start(str(old), "a.png", 1, "{}", "M")
     touch(out / "a.png", b"output")
-    m.finish(str(old), "done", {"size": 3, "mtime_ns": st.st_mtime_ns, "out_size": 6,
-                                "sha256": hashlib.sha256(b"abc").hexdigest()})
+    m.finish(str(old), "a.png", "done", {"size": 3, "mtime_ns": st.st_mtime_ns, "out_size": 6,
+                                         "sha256": hashlib.sha256(b"abc").hexdigest()})
+    # an identical copy elsewhere -> skipped, and the original keeps its record
+    copy = touch(tmp_path / "copy" / "a.png", b"abc")
+    job = Job(str(copy), str(copy), "a.png", "png", "png")
+    assert decide(job, m, out, "{}", "M") == (SKIP, f"already done (as {old})")
+    assert m.get(str(copy)) is None and m.get(str(old), "a.png")["status"] == "done"
     # the archive was moved: same bytes at a new path -> skipped, the row follows the file
     moved = touch(tmp_path / "new" / "a.png", b"abc")
+    old.unlink()
     job = Job(str(moved), str(moved), "a.png", "png", "png")
     assert decide(job, m, out, "{}", "M") == (SKIP, f"already done (as {old})")
     assert m.get(str(old)) is None and m.get(str(moved))["status"] == "done"

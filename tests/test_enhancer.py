@@ -74,7 +74,11 @@ def test_stack_equals_images_one_by_one(enhancer, image):
     stack = np.stack([image, image[::-1].copy()])
     out = enhancer.enhance(stack)
     assert out.shape == stack.shape
-    np.testing.assert_array_equal(out[1], enhancer.enhance(stack[1]))
+    # the preprocessing is per image and exact; the network runs the stack as one batch, and
+    # CPU convolutions of a batch of 2 may round differently from a batch of 1 (README: outputs
+    # are bit-for-bit reproducible for the same batch size): a grey level on a few pixels
+    diff = out[1].astype(int) - enhancer.enhance(stack[1]).astype(int)
+    assert np.abs(diff).max() <= 1 and np.count_nonzero(diff) <= 1e-3 * diff.size
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (17, 33), (1, 40)])

@@ -22,7 +22,8 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
-def _small_png(path, name=NAMES[0], size=200):
+def _small_png(path, name=NAMES[0], size=ROI_SIZE):
+    """The smallest images the ROIs fit in (smaller ones are refused)."""
     Image.fromarray(load_sample(name, size)).save(path)
     return path
 
@@ -115,11 +116,11 @@ def test_corrupt_file_is_reported_and_the_rest_goes_on(tmp_path, capsys):
 
 
 def test_failing_method_is_reported_per_image(tmp_path, monkeypatch):
-    a = _small_png(tmp_path / "a.png", NAMES[0], 200)
-    b = _small_png(tmp_path / "b.png", NAMES[1], 180)
+    a = _small_png(tmp_path / "a.png", NAMES[0], (300, 520))
+    b = _small_png(tmp_path / "b.png", NAMES[1], ROI_SIZE)
 
     def picky(image, **kw):
-        if image.shape == (180, 180):
+        if image.shape == ROI_SIZE:
             raise RuntimeError("cannot handle this one")
         return baselines.clahe(image, **kw)
 
@@ -133,6 +134,35 @@ def test_failing_method_is_reported_per_image(tmp_path, monkeypatch):
     # Table I pairs complete cases only: a.png's two ROIs.
     assert {r["n"] for r in result.table.rows} == {2}
     assert result.proposed == "clahe" and result.n_images == 2
+
+
+def test_image_smaller_than_the_roi_is_refused(tmp_path, capsys):
+    """No score on zero padding: a too small image fails, naming its size; the rest goes on."""
+    data = tmp_path / "data"
+    data.mkdir()
+    fits = _small_png(data / "fits.png")  # exactly 512x290: boxes are the whole image
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(data / "const64.png")
+    Image.fromarray(load_sample(NAMES[1], (289, 600))).save(data / "low.png")
+    Image.fromarray(load_sample(NAMES[1], (400, 511))).save(data / "narrow.png")
+    out = tmp_path / "out"
+    code = main(["evaluate", str(data), "--methods", "clahe", "--out", str(out), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    for name, size in [("const64.png", "64x64"), ("low.png", "600x289"), ("narrow.png", "511x400")]:
+        assert (f"{data / name}: image is {size} pixels (width x height); the spine ROIs need "
+                f"at least 512x290") in err, err
+    rows = _rows(out / "scores.csv")
+    assert {r["image"] for r in rows} == {str(fits)} and len(rows) == 2 * 2
+    assert {(r["top"], r["left"]) for r in rows} == {("0", "0")}
+    failures = _rows(out / "failures.csv")
+    assert sorted(f["path"].rsplit("/", 1)[-1] for f in failures) == [
+        "const64.png", "low.png", "narrow.png"]
+    assert all(f["method"] == "" for f in failures)
+    # from Python too; every image refused: no table, the failures say why
+    result = evaluate([data / "const64.png"], methods=("clahe",), out_dir=tmp_path / "out2",
+                      progress=False)
+    assert result.n_images == 0 and result.rows == [] and result.table is None
+    assert "64x64" in result.failures[0].reason and "512x290" in result.failures[0].reason
 
 
 def test_undefined_scores_are_kept_out_of_table(tmp_path, monkeypatch):
@@ -167,7 +197,7 @@ def test_xvertnet_is_loaded_once_and_proposed(tmp_path, monkeypatch):
     enhancer = pytest.importorskip("xvert_gpu.enhancer")
     monkeypatch.setattr(enhancer, "Enhancer", _FakeEnhancer)
     _FakeEnhancer.calls = []
-    x12 = np.rint(load_sample(NAMES[1], 200).astype(np.float64) * 4095 / 255).astype(np.uint16)
+    x12 = np.rint(load_sample(NAMES[1], ROI_SIZE).astype(np.float64) * 4095 / 255).astype(np.uint16)
     write_image(tmp_path / "film12.tif", x12, bits=12)
     files = [_small_png(tmp_path / "a.png"), tmp_path / "film12.tif"]
     result = evaluate(files, methods=("xvertnet", "clahe"), out_dir=tmp_path / "out",

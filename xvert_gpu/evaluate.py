@@ -7,8 +7,11 @@ For each image (SPEC section 7):
 
 1. :func:`xvert_gpu.io.read_image` reads it at its true bit depth.
 2. :func:`xvert_gpu.roi.spine_rois` finds two 290-high, 512-wide ROIs on the spine of the
-   *original* (upper, then lower); :func:`xvert_gpu.roi.crop_roi` cuts them, zero-padding an image
-   smaller than the ROI.
+   *original* (upper, then lower); :func:`xvert_gpu.roi.crop_roi` cuts them. An image smaller
+   than the ROI along either axis is refused (a :class:`Failure` naming its size and the size
+   needed; the other images go on): SPEC section 7 scores 512x290 ROIs, and zero padding would
+   add a black border to every measure (entropy and Tenengrad of a constant image would not be
+   zero), while a ROI clipped to the image would not be the paper's ROI.
 3. Every method runs on the *full* image; the same two boxes are cut from each output. The
    original itself is scored too (method ``"original"``), so the reader sees where the methods
    start from.
@@ -60,8 +63,8 @@ from .io import EXTENSIONS, Radiograph, image_files, read_image
 from .roi import crop_roi, spine_rois
 from .stats import TableOne, table_one, write_rows_csv
 
-__all__ = ["evaluate", "find_images", "score_roi", "to_uint8", "EvaluationResult", "Failure",
-           "METHODS", "MEASURES", "ROI_SIZE", "IMAGE_EXTENSIONS"]
+__all__ = ["evaluate", "find_images", "score_roi", "roi_size_problem", "to_uint8",
+           "EvaluationResult", "Failure", "METHODS", "MEASURES", "ROI_SIZE", "IMAGE_EXTENSIONS"]
 
 #: Methods :func:`evaluate` knows.
 METHODS = ("xvertnet", "clahe", "farbman")
@@ -190,6 +193,19 @@ def to_uint8(roi: np.ndarray, bits: int) -> np.ndarray:
     else:
         x = x * (255.0 / _max_value(bits))
     return np.clip(metrics.round_half_away(x), 0, 255).astype(np.uint8)
+
+
+def roi_size_problem(shape: tuple[int, ...]) -> str | None:
+    """Why an image of ``shape`` (rows, columns) is too small for the ROIs; None if it is not.
+
+    >>> roi_size_problem((64, 600))
+    'image is 600x64 pixels (width x height); the spine ROIs need at least 512x290 (SPEC section 7)'
+    """
+    h, w = (int(v) for v in shape[:2])
+    if h >= ROI_SIZE[0] and w >= ROI_SIZE[1]:
+        return None
+    return (f"image is {w}x{h} pixels (width x height); the spine ROIs need at least "
+            f"{ROI_SIZE[1]}x{ROI_SIZE[0]} (SPEC section 7)")
 
 
 def score_roi(roi: np.ndarray, reference: np.ndarray, bits: int) -> dict[str, float]:
@@ -431,6 +447,10 @@ def evaluate(paths: Iterable[str | os.PathLike], methods: Sequence[str] = METHOD
         bar.set_postfix_str(path.name, refresh=False)
         try:
             rad = read_image(path)
+            too_small = roi_size_problem(rad.pixels.shape)
+            if too_small:  # before any method runs on it: nothing to score
+                fail(path, None, too_small)
+                continue
             boxes = spine_rois(rad.pixels, size=ROI_SIZE)
             refs = [crop_roi(rad.pixels, b) for b in boxes]
             base_scores = [score_roi(r, r, rad.bits) for r in refs]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from ..io import EXTENSIONS
 from .errors import UsageError
@@ -163,7 +164,8 @@ def _check_layout(inputs: list[str], outdir: Path, out_real: str) -> set[str]:
     return excluded
 
 
-def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same") -> Plan:
+def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
+         namer: Callable[[str, str, str], str] = output_name) -> Plan:
     """Walk ``inputs`` (files and folders) and map each image to its output under ``outdir``.
 
     Parameters
@@ -174,6 +176,11 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same") -> 
         OUTDIR (need not exist).
     choice : {"same", "png", "tiff", "dcm"}
         ``--format``.
+    namer : callable, optional
+        ``namer(file name, input format, output format)`` gives an input's output file name
+        (default :func:`~xvert_gpu.batch.formats.output_name`); another command names its
+        outputs its own way (``xvert-gpu preprocess``: ``a.png`` gives ``a_xp.tif``), and output
+        collisions are then found on those names.
 
     Returns
     -------
@@ -199,7 +206,7 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same") -> 
         seen.add(key)
         out_fmt = output_format(fmt, choice)
         parent = PurePosixPath(rel).parent
-        rel_out = str(parent / output_name(PurePosixPath(rel).name, fmt, out_fmt))
+        rel_out = str(parent / namer(PurePosixPath(rel).name, fmt, out_fmt))
         rel_out = rel_out[2:] if rel_out.startswith("./") else rel_out
         if rel_out in owner:
             result.rejected.append((source, f"its output {rel_out} is already the output of "

@@ -1,14 +1,16 @@
 """Which planned files a run skips, redoes or refuses (``--resume``, ``--no-resume``, ``--overwrite``).
 
 ``--resume`` (default)
-    A file is *skipped* when its manifest row is ``done``, for the same output path, model
-    identity and parameters, its output file still exists with the recorded size, and the input
-    is unchanged: the same size and modification time as recorded (then the recorded SHA-256
-    is trusted, as make and rsync do), or else the same SHA-256 recomputed. Everything else is
-    (re)done: new files, changed inputs, another model or ``--format``, deleted outputs, and
-    ``failed`` and ``running`` rows. Failed files are retried on every run because failures
-    can be passing (a file still being copied, a full disk, memory); a file that fails for good
-    costs one read per run, and its row counts the attempts.
+    A file is *skipped* when the manifest row of its input and output path is ``done``, for
+    the same model identity and parameters, its output file still exists with the recorded
+    size, and the input is unchanged: the same size and modification time as recorded (then
+    the recorded SHA-256 is trusted, as make and rsync do), or else the same SHA-256
+    recomputed. The manifest keeps a row per (input, output) pair, so an input named as a file
+    in one run and inside its folder in the next is skipped for each output it has. Everything
+    else is (re)done: new files, changed inputs, another model or ``--format``, deleted
+    outputs, and ``failed`` and ``running`` rows. Failed files are retried on every run because
+    failures can be passing (a file still being copied, a full disk, memory); a file that
+    fails for good costs one read per run, and its row counts the attempts.
 ``--no-resume``
     Every file is redone; the manifest is still written.
 ``--overwrite``
@@ -20,9 +22,9 @@ records it as the output of the same input (a failed or killed attempt, an older
 the manifest does not know (not written by this command) is left alone and its input reported as
 failed. A file the manifest records as the output of *another* input path is either the same
 file moved (an archive moved or renamed since: same SHA-256, done and current, so the row moves
-to the new path and the file is skipped) or a different image under the same output name (a
-second archive sent to the same OUTDIR: refused, so that one input's output never silently
-replaces another's).
+to the new path and the file is skipped; an identical copy is skipped too, and the original
+keeps its row) or a different image under the same output name (a second archive sent to the
+same OUTDIR: refused, so that one input's output never silently replaces another's).
 """
 
 from __future__ import annotations
@@ -83,14 +85,15 @@ def decide(job: Job, manifest: Manifest, outdir: Path, params: str, model: str, 
     -----
     When another input's row owns the output name (an archive moved or renamed since the run
     that wrote it, or a second archive sent to the same OUTDIR): with ``--resume``, if that row
-    is done and still current for this input's bytes (same SHA-256), the row is moved to this
-    input's path and the file skipped; otherwise the file is refused unless ``--overwrite``, so
-    that one input's output never silently replaces another's.
+    is done and still current for this input's bytes (same SHA-256), the file is skipped, and
+    the row moves to this input's path if its own input is gone (moved; a copy still in place
+    keeps its record); otherwise the file is refused unless ``--overwrite``, so that one input's
+    output never silently replaces another's.
     """
     out = output_path(outdir, job.rel)
     if overwrite:
         return RUN, "--overwrite"
-    row = manifest.get(job.key)
+    row = manifest.get(job.key, job.rel)
     reason = "new" if row is None else row["status"]
     if resume and row is not None and row["status"] == "done":
         reason = _stale(job, row, out, params, model)
@@ -99,8 +102,9 @@ def decide(job: Job, manifest: Manifest, outdir: Path, params: str, model: str, 
     owner = manifest.owner(job.rel)
     if owner is not None and owner["input"] != job.key:
         if resume and owner["status"] == "done" and _stale(job, owner, out, params, model) is None:
-            st = os.stat(job.source)
-            manifest.rekey(owner["input"], job.key, st.st_size, st.st_mtime_ns)
+            if not os.path.lexists(owner["input"]):  # moved: the record follows the file
+                st = os.stat(job.source)
+                manifest.rekey(owner["input"], job.key, job.rel, st.st_size, st.st_mtime_ns)
             return SKIP, f"already done (as {owner['input']})"
         if os.path.lexists(out):
             return REFUSE, (f"output {out} holds the enhanced {owner['input']} (manifest); "

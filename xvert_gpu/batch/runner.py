@@ -132,12 +132,15 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
             print(f"{source}: {reason}", file=stream or sys.stderr, flush=True)
         progress = Progress(len(todo), quiet=opts.quiet, stream=stream)
 
+        # A Result names its input only; the plan has one job per input, so its output is this.
+        output_of = {job.key: job.rel for job in todo}
+
         def on_start(job: Job) -> None:
             manifest.start(job.key, job.rel, run, params, model)
 
         def on_result(result: Result) -> None:
-            manifest.finish(result.key, result.status, {**result.fields, "error": result.error},
-                            model=result.model)
+            manifest.finish(result.key, output_of[result.key], result.status,
+                            {**result.fields, "error": result.error}, model=result.model)
             if result.status == "done":
                 summary.done += 1
             else:

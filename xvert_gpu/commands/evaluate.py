@@ -1,8 +1,9 @@
 """``xvert-gpu evaluate [DATA...] --methods xvertnet,clahe,farbman --out DIR``: the Table I report.
 
 DATA are image files or folders (walked recursively for every extension :mod:`xvert_gpu.io`
-reads: .png, .jpg, .jpeg, .jpe, .tif, .tiff, .dcm, .dicom and .img); with none, the bundled sample radiographs are evaluated. Writes ``scores.csv``,
-``table1.md``, ``table1.csv`` and ``sheet_NNN.png`` comparison sheets (see
+reads: .png, .jpg, .jpeg, .jpe, .tif, .tiff, .dcm, .dicom and .img); with none, the bundled sample
+radiographs are evaluated. An image smaller than the 512x290 spine ROI is refused (a failure).
+Writes ``scores.csv``, ``table1.md``, ``table1.csv`` and ``sheet_NNN.png`` comparison sheets (see
 :mod:`xvert_gpu.evaluate`). Exit status 1 when any file or method failed (each failure is printed
 with its reason), 0 otherwise.
 """
@@ -17,7 +18,8 @@ from . import positive_int
 HELP = "score the methods on the spine ROIs: scores.csv, Table I, comparison sheets"
 DESCRIPTION = (HELP + ". DATA are image files or folders (walked recursively for .png, .jpg, "
                ".jpeg, .jpe, .tif, .tiff, .dcm, .dicom and .img files); with none, the bundled sample "
-               "radiographs are evaluated. Exit status 1 when any file or method failed.")
+               "radiographs are evaluated. An image smaller than the 512x290 spine ROI is refused "
+               "(a failure naming its size). Exit status 1 when any file or method failed.")
 
 
 def _methods(text: str) -> list[str]:

@@ -1,42 +1,124 @@
-"""``xvert-gpu preprocess IMAGE... -o DIR``: write Xp and the HFC of each image as float32 TIFF."""
+"""``xvert-gpu preprocess INPUT... -o OUTDIR``: write Xp and the HFC of each image as float32 TIFF.
+
+INPUTs are image files and folders, chosen as ``xvert-gpu enhance`` chooses them
+(:func:`xvert_gpu.batch.paths.plan`): folders are walked recursively in sorted order and their
+tree is mirrored under OUTDIR, non-image and hidden files met there are ignored (and listed), an
+input inside OUTDIR is refused. ``a.png`` gives ``a_xp.tif`` and ``a_hfc.tif``. Two inputs with
+the same output names: the second fails, naming the first. Each image is read at its true bit
+depth and scaled to [0, 1] (SPEC section 1). Each output is written to a hidden temporary file
+next to it and renamed, so no partial file has a final name; existing outputs are replaced.
+A file that cannot be read, preprocessed or written is reported as ``error: path: reason`` and
+the others go on. Exit status: 0, 1 when some file failed, 2 for usage errors (bad OUTDIR,
+missing input), 130 when interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
+import tempfile
+from pathlib import Path, PurePath
+from typing import Any
 
-HELP = "write Xp and the HFC (float32 TIFF) for each image"
+HELP = "write Xp and the HFC (float32 TIFF) for each image of files and folders"
+
+#: What each output holds, by the suffix of its name: an attribute of Preprocessed.
+FIELDS = ("xp", "hfc")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", help=HELP, description=HELP)
-    p.add_argument("images", nargs="+")
-    p.add_argument("-o", "--out", required=True)
+    p.add_argument("images", nargs="+", metavar="INPUT",
+                   help="image files and folders (walked recursively, tree mirrored in OUTDIR)")
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR",
+                   help="output folder (created; must not contain the inputs)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def _xp_name(name: str, in_format: str, out_format: str) -> str:
+    """The name of an input's Xp output: ``a.png`` -> ``a_xp.tif``; a name without an image
+    extension (a DICOM named by its UID) is kept whole: ``1.2.840.5`` -> ``1.2.840.5_xp.tif``."""
+    from ..io import EXTENSIONS
+
+    p = PurePath(name)
+    stem = p.stem if p.suffix.lower() in EXTENSIONS else p.name
+    return f"{stem}_{FIELDS[0]}.tif"
+
+
+def _output_names(xp_rel: str) -> dict[str, str]:
+    """Outputs (relative to OUTDIR) by field, from the Xp output's name."""
+    stem = xp_rel[: -len(f"_{FIELDS[0]}.tif")]
+    return {field: f"{stem}_{field}.tif" for field in FIELDS}
+
+
+def _reason(exc: BaseException) -> str:
+    # ImageReadError's message starts with the path, which the caller prints already.
+    return getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+
+
+def _write_tiff(target: Path, image: Any) -> None:
+    """Write ``image`` to ``target`` through a hidden temporary file, fsynced and renamed."""
     import tifffile
 
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)  # reopened by name: tifffile wants a file object with a path for a name
+    try:
+        with open(tmp, "wb") as f:
+            tifffile.imwrite(f, image)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch.errors import UsageError
+    from ..batch.paths import plan, safe_output
     from ..io import read_image
     from ..preprocess import preprocess
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        # The format choice only feeds _xp_name, which ignores it: outputs are always TIFF.
+        the_plan = plan(list(args.images), args.out, "tiff", namer=_xp_name)
+        the_plan.outdir.mkdir(parents=True, exist_ok=True)
+    except (UsageError, OSError) as exc:
+        print(f"xvert-gpu preprocess: error: {exc}", file=sys.stderr)
+        return 2
     failed = 0
-    for path in map(Path, args.images):
-        try:
-            p = preprocess(read_image(path).pixels, device=args.device)
-        except Exception as exc:  # one bad file must not stop the others
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        for field in ("xp", "hfc"):
-            target = out / f"{path.stem}_{field}.tif"
-            tmp = target.with_suffix(".tif.part")
-            tifffile.imwrite(tmp, getattr(p, field))
-            tmp.replace(target)
-        print(f"{path}: WLS iterations {p.info[0].iterations} + {p.info[1].iterations}")
+
+    def fail(path: str, reason: str) -> None:
+        nonlocal failed
+        failed += 1
+        print(f"error: {path}: {reason}", file=sys.stderr, flush=True)
+
+    for path, reason in the_plan.rejected:
+        fail(path, reason)
+    done = 0
+    try:
+        for job in the_plan.jobs:
+            try:
+                p = preprocess(read_image(job.source).as_float(), device=args.device)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                fail(job.source, _reason(exc))
+                continue
+            try:
+                for field, rel in _output_names(job.rel).items():
+                    _write_tiff(safe_output(the_plan.outdir, rel), getattr(p, field))
+            except Exception as exc:  # noqa: BLE001 - a full disk, a symlink in OUTDIR...
+                fail(job.source, f"cannot write output: {_reason(exc)}")
+                continue
+            done += 1
+            print(f"{job.source}: WLS iterations {p.info[0].iterations} + "
+                  f"{p.info[1].iterations}", flush=True)
+    except KeyboardInterrupt:
+        print("xvert-gpu preprocess: interrupted", file=sys.stderr)
+        return 130
+    for path, why in the_plan.ignored:
+        print(f"{path}: ignored ({why})")
+    print(f"preprocess: {done} done, {failed} failed, {len(the_plan.ignored)} ignored "
+          f"(not images); outputs in {the_plan.outdir}")
     return 1 if failed else 0
