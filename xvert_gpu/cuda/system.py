@@ -414,10 +414,8 @@ class _BatchPCG:
         # start from x = b, as wls._solve_each does on the CPU: r = b - A b
         self.x = b.astype(cp.float64)
         self.r = cp.empty(b.shape, cp.float64)
+        self.fine.residual(self.x, self.x, self.r)
         rr0 = cp.zeros(N, cp.float64)
-        self.fine.apply_dot(self.x, self.r, rr0)
-        self.r = self.x - self.r
-        rr0.fill(0.0)
         _dot(self.r, self.r, rr0)
         self._scalar_grid = _grid_flat(N, _THREADS)
         _kernel("xv_pcg_init")(*self._scalar_grid, (_i32(N), self.bb, rr0, self.tol,
