@@ -1015,7 +1015,7 @@ def write_image(path, pixels, like: Radiograph | None = None, *, format: str | N
         raise ImageWriteError(out, f"image is {q.shape[1]}x{q.shape[0]}: too small")
     ds = _dicom_dataset(out, q, bits, like, method, parameters) if fmt == "dicom" else None
 
-    _write_atomic(out, _encode(out, fmt, q, bits, ds))
+    write_atomic(out, _encode(out, fmt, q, bits, ds))
     return out
 
 
@@ -1036,7 +1036,7 @@ def _encode(out: Path, fmt: str, q: np.ndarray, bits: int, ds: Any) -> io.BytesI
     return f
 
 
-def _write_atomic(out: Path, data: io.BytesIO) -> None:
+def write_atomic(out: Path, data: io.BytesIO) -> None:
     """Write ``data`` to a temporary file in ``out``'s folder, then rename it to ``out``.
 
     Readers never see a half-written image, and a failure leaves no temporary file behind.

@@ -15,9 +15,7 @@ missing input), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -59,20 +57,16 @@ def _reason(exc: BaseException) -> str:
 
 
 def _write_tiff(target: Path, image: Any) -> None:
-    """Write ``image`` to ``target`` through a hidden temporary file, fsynced and renamed."""
+    """Write ``image`` (float32, any range) to ``target`` atomically, as ``write_image`` does."""
+    import io
+
     import tifffile
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)  # reopened by name: tifffile wants a file object with a path for a name
-    try:
-        with open(tmp, "wb") as f:
-            tifffile.imwrite(f, image)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ..io import write_atomic
+
+    data = io.BytesIO()
+    tifffile.imwrite(data, image)
+    write_atomic(target, data)
 
 
 def run(args: argparse.Namespace) -> int:
