@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["xvert_gpu", "xvert_gpu.batch", "xvert_gpu.commands", "xvert_gpu.cpu", "xvert_gpu.cuda",
-              "xvert_gpu.kernels"],
+              "xvert_gpu.io", "xvert_gpu.kernels"],
     package_dir={"xvert_gpu.kernels": "kernels"},
     package_data={
         "xvert_gpu": ["data/*.png", "data/*.md", "weights/*.pt", "weights/*.json", "weights/*.csv", "weights/*.md"],

@@ -15,6 +15,7 @@ from PIL import Image
 import xvert_gpu
 from xvert_gpu import io as xio
 from xvert_gpu.io import ImageReadError, ImageWriteError, Radiograph, read_image, write_image
+from xvert_gpu.io import tiff as xio_tiff  # TIFF helpers are patched where they are looked up
 
 DATA = Path(xvert_gpu.__file__).resolve().parent / "data"
 XRAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "xray"
@@ -499,7 +500,7 @@ def _patch_tiff_tag(path, code, value):
 @pytest.mark.parametrize("force_pillow", [False, True])
 def test_tiff_lzw_is_read_at_true_bit_depth(tmp_path, monkeypatch, force_pillow):
     if force_pillow:  # the fallback path, also where imagecodecs is installed
-        monkeypatch.setattr(xio, "_tiff_missing_codec", lambda page: "LZW compression")
+        monkeypatch.setattr(xio_tiff, "_tiff_missing_codec", lambda page: "LZW compression")
     a = _scaled(16)
     p16 = tmp_path / "lzw16.tif"
     Image.fromarray(a).save(p16, compression="tiff_lzw")
@@ -518,7 +519,7 @@ def test_tiff_lzw_is_read_at_true_bit_depth(tmp_path, monkeypatch, force_pillow)
 def test_tiff_fallback_refuses_a_lower_bit_depth(tmp_path, monkeypatch):
     import tifffile
 
-    monkeypatch.setattr(xio, "_tiff_missing_codec", lambda page: "LZW compression")
+    monkeypatch.setattr(xio_tiff, "_tiff_missing_codec", lambda page: "LZW compression")
     a = _scaled(16, 64)
     p = tmp_path / "rgb16.tif"
     tifffile.imwrite(p, np.dstack([a, a, a]), photometric="rgb")  # Pillow gives 8-bit RGB

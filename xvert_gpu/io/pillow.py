@@ -1,0 +1,97 @@
+"""PNG and JPEG reading through Pillow, with the PNG chunks Pillow leaves alone (``sBIT``)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import ImageReadError
+from .radiograph import JPEG_GREY_TOLERANCE, Radiograph, _check_size, _to_grey
+
+
+def _png_chunks(path) -> tuple[int, int, dict]:
+    """(bit depth, colour type, {chunk type: data}) of the chunks before the first IDAT."""
+    out = {}
+    with open(path, "rb") as f:
+        f.seek(8)
+        bit_depth = colour_type = None
+        for _ in range(10000):
+            hdr = f.read(8)
+            if len(hdr) < 8:
+                break
+            n = int.from_bytes(hdr[:4], "big")
+            ctype = hdr[4:8]
+            if ctype == b"IDAT":
+                break
+            if n > 1 << 24:
+                break
+            data = f.read(n)
+            f.seek(4, os.SEEK_CUR)
+            if ctype == b"IHDR" and len(data) >= 13:
+                bit_depth, colour_type = data[8], data[9]
+            out[ctype.decode("latin-1")] = data
+    if bit_depth is None:
+        raise ImageReadError(path, "corrupt PNG: no IHDR chunk")
+    return bit_depth, colour_type, out
+
+
+def _read_pillow(path, fmt: str) -> Radiograph:
+    from PIL import Image
+
+    try:
+        im = Image.open(path)  # lazy: reads the header only
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(path, f"decompression bomb refused: {e}") from None
+    with im:
+        actual = (im.format or "").lower()
+        if actual not in ("png", "jpeg"):
+            raise ImageReadError(path, f"{im.format} image: not a PNG or JPEG")
+        fmt = actual
+        cols, rows = im.size
+        _check_size(path, rows, cols, fmt.upper())
+        bits = 8
+        sbit = None
+        if fmt == "png":
+            depth, ctype, chunks = _png_chunks(path)
+            if depth == 16 and ctype != 0:
+                raise ImageReadError(path, "16-bit PNG with colour or alpha channels is not supported "
+                                           "(store grey radiographs as single-channel PNG)")
+            if depth == 16:
+                bits = 16
+                if "sBIT" in chunks and len(chunks["sBIT"]) >= 1 and 1 <= chunks["sBIT"][0] < 16:
+                    sbit = chunks["sBIT"][0]
+        if fmt == "jpeg" and im.mode not in ("L", "RGB", "1"):
+            raise ImageReadError(path, f"unsupported JPEG mode {im.mode!r}")
+        try:
+            im.load()
+        except Image.DecompressionBombError as e:
+            raise ImageReadError(path, f"decompression bomb refused: {e}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageReadError(path, f"corrupt or truncated {fmt.upper()}: {e}") from None
+        mode = im.mode
+        if mode == "1":
+            im = im.convert("L")
+        elif mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode in ("I;16", "I;16B", "I;16L", "I"):
+            pass
+        elif mode not in ("L", "LA", "RGB", "RGBA"):
+            raise ImageReadError(path, f"unsupported {fmt.upper()} mode {mode!r}")
+        arr = np.asarray(im)
+    tol = JPEG_GREY_TOLERANCE if fmt == "jpeg" else 0
+    arr = _to_grey(path, arr, tol)
+    if bits == 16:
+        if arr.dtype != np.uint16:
+            if arr.min() < 0 or arr.max() > 65535:
+                raise ImageReadError(path, "16-bit PNG decoded out of range")
+            arr = arr.astype(np.uint16)
+        if sbit is not None:
+            if int(arr.max()) >= 2 ** sbit:  # scaled up to 16 bits, as the PNG standard says
+                arr = arr >> np.uint16(16 - sbit)
+            bits = sbit
+            if bits <= 8:
+                arr = arr.astype(np.uint8)
+    else:
+        arr = arr.astype(np.uint8, copy=False)
+    return Radiograph(np.ascontiguousarray(arr), bits, fmt, str(path))

@@ -1,0 +1,103 @@
+"""Reading: :func:`read_image` tells the format from the signature or extension and hands the file
+to its reader; :func:`image_files` lists readable files, :func:`file_sha256` hashes one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .dicom import _read_dicom
+from .errors import ImageReadError
+from .jsrt import _read_jsrt
+from .pillow import _read_pillow
+from .radiograph import EXTENSIONS, Radiograph
+from .tiff import _quiet_tifffile, _read_tiff
+
+
+def _sniff(head: bytes) -> str | None:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    return None
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Files below ``folder`` (recursively) whose extension is one of :data:`EXTENSIONS`, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_image(path: str | os.PathLike) -> Radiograph:
+    """Read a radiograph at its true bit depth.
+
+    The format comes from the file's signature (PNG, JPEG, TIFF, DICOM with preamble); files
+    without one are taken by extension: ``.IMG`` is JSRT raw, and ``.dcm``/``.dicom`` is DICOM
+    without the 128-byte preamble and ``DICM`` prefix (read as a raw data set, pydicom's
+    ``force=True``). The file is only read, never changed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    Radiograph
+        One grey channel at the stored bit depth (see the module docstring for each format).
+
+    Raises
+    ------
+    ImageReadError
+        For any failure, naming the file and the reason.
+    """
+    p = str(path)
+    try:
+        if not os.path.exists(p):
+            raise ImageReadError(p, "file not found")
+        if os.path.isdir(p):
+            raise ImageReadError(p, "is a directory, not an image file")
+        size = os.path.getsize(p)
+        if size == 0:
+            raise ImageReadError(p, "empty file (0 bytes)")
+        with open(p, "rb") as f:
+            head = f.read(132)
+        ext = os.path.splitext(p)[1].lower()
+        by_ext = EXTENSIONS.get(ext)
+        sniffed = fmt = _sniff(head)
+        if fmt is None:
+            if by_ext is None:
+                raise ImageReadError(p, f"unknown file type (extension {ext or 'none'!r}, "
+                                        "no known image signature)")
+            if by_ext in ("png", "jpeg", "tiff"):
+                raise ImageReadError(p, f"not a {by_ext.upper()} file: bad signature "
+                                        "(random or corrupt bytes)")
+            fmt = by_ext
+        if fmt in ("png", "jpeg"):
+            return _read_pillow(p, fmt)
+        if fmt == "tiff":
+            with _quiet_tifffile():
+                return _read_tiff(p)
+        if fmt == "dicom":
+            return _read_dicom(p, preamble=sniffed == "dicom")
+        return _read_jsrt(p)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(p, "out of memory while decoding") from None
+    except Exception as e:  # noqa: BLE001 - every failure becomes an ImageReadError
+        raise ImageReadError(p, f"cannot read image: {type(e).__name__}: {e}") from None

@@ -1,0 +1,221 @@
+"""TIFF reading through tifffile, and through Pillow where tifffile lacks the page's codec.
+
+One full-size page per file (reduced-resolution pages are ignored, frame stacks refused);
+``MaxSampleValue`` gives the bit depth of 16-bit samples; MINISWHITE is inverted.
+:func:`_quiet_tifffile` silences tifffile's logger while :func:`~.read.read_image` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from .errors import ImageReadError
+from .radiograph import Radiograph, _check_size, _to_grey
+
+
+#: Guards the tifffile logger level while reads in several threads silence it.
+_TIFF_LOG_LOCK = threading.Lock()
+_tiff_log_state = {"depth": 0, "level": logging.NOTSET}
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's logger (``<tifffile.TiffPages @...> invalid offset ...``) for a read.
+
+    Bad files get an :class:`ImageReadError` that says what is wrong; tifffile's own warnings
+    would only reach the console first. The logger's level (not a filter) is raised because
+    tifffile also logs from its decoding threads; nested and concurrent reads share one
+    counter so that the level the caller set is put back when the last read ends.
+    """
+    log = logging.getLogger("tifffile")
+    with _TIFF_LOG_LOCK:
+        if _tiff_log_state["depth"] == 0:
+            _tiff_log_state["level"] = log.level
+            log.setLevel(logging.CRITICAL)
+        _tiff_log_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _TIFF_LOG_LOCK:
+            _tiff_log_state["depth"] -= 1
+            if _tiff_log_state["depth"] == 0:
+                log.setLevel(_tiff_log_state["level"])
+
+
+def _tiff_single_page(path, tif) -> Any:
+    """The one full-size page of a TIFF; files with more (stacks, series) are refused.
+
+    Reduced-resolution pages (NewSubfileType bit 0: thumbnails, pyramid levels) are previews
+    of the image, not further images, so they do not count.
+    """
+    pages = tif.pages
+    if not pages:
+        raise ImageReadError(path, "TIFF without images")
+    if len(pages) == 1:
+        return pages.first if hasattr(pages, "first") else pages[0]
+    full = [p for p in pages if not getattr(p, "is_reduced", False)]
+    if len(full) == 1:
+        return full[0]
+    n = len(full) or len(pages)
+    raise ImageReadError(path, f"multi-page TIFF ({n} pages) is not supported "
+                               "(one radiograph per file)")
+
+
+def _tiff_codec_name(page, what: str = "compression") -> str:
+    value = getattr(page, what, None)
+    return f"{getattr(value, 'name', value)} {what}"
+
+
+def _tiff_missing_codec(page) -> str | None:
+    """The compression or predictor that tifffile cannot decode here (no imagecodecs), or None."""
+    import tifffile
+
+    if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+        return _tiff_codec_name(page, "compression")
+    if page.predictor not in tifffile.TIFF.UNPREDICTORS:
+        return _tiff_codec_name(page, "predictor")
+    return None
+
+
+def _pillow_rawmode(im) -> str:
+    """The raw mode Pillow unpacks the first tile with ('' if unknown)."""
+    tile = getattr(im, "tile", None) or []
+    args = tile[0][3] if tile and len(tile[0]) > 3 else None
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
+
+
+def _read_tiff_pillow(path, page, missing: str) -> np.ndarray:
+    """Decode the page with Pillow (libtiff) when tifffile lacks a codec for it.
+
+    Pillow decodes LZW, PackBits, deflate and (usually) JPEG itself. Its samples are used only
+    when they have the page's own dtype and shape (Pillow reduces 16-bit colour to 8 bits, for
+    one); otherwise the error names the codec and the package that decodes it.
+    """
+    from PIL import Image
+
+    want = np.dtype(page.dtype)
+    advice = (f"TIFF with {missing} needs the 'imagecodecs' package to decode "
+              "(pip install imagecodecs, or pip install 'xvert_gpu[tiff]')")
+    if int(page.bitspersample) != want.itemsize * 8:  # 1/2/4/12-bit samples: Pillow rescales
+        raise ImageReadError(path, f"{advice}; Pillow cannot decode {page.bitspersample}-bit "
+                                   "samples at their stored depth")
+    try:
+        with Image.open(path) as im:
+            if getattr(page, "index", 0):  # the full-size page after a thumbnail
+                im.seek(page.index)
+            rawmode = _pillow_rawmode(im)
+            im.load()
+            arr = np.asarray(im)
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types
+        raise ImageReadError(path, f"{advice}; Pillow could not decode it either "
+                                   f"({type(e).__name__}: {e})") from None
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # 'I;16B' -> native uint16
+    spp = int(page.samplesperpixel)
+    shape = (int(page.imagelength), int(page.imagewidth)) + ((spp,) if spp > 1 else ())
+    if arr.dtype != want or arr.shape != shape:
+        raise ImageReadError(path, f"{advice}; Pillow decodes it only as {arr.dtype} {arr.shape}, "
+                                   f"not as the stored {want} {shape}")
+    if rawmode.endswith(";I") and want.kind == "u":
+        # Pillow inverts 8-bit MINISWHITE while decoding; the caller inverts the stored values.
+        arr = np.iinfo(want).max - arr
+    return arr
+
+
+def _decode_tiff_page(path, page) -> np.ndarray:
+    """The page's samples as (H, W) or (H, W, S), by tifffile, else by Pillow (codec missing)."""
+    missing = _tiff_missing_codec(page)
+    if missing is None:
+        try:
+            arr = page.asarray()
+        except Exception as e:  # noqa: BLE001 - tifffile raises many types
+            # Some codecs look available but import their library only when used (zstd).
+            if not (isinstance(e, ImportError) or "imagecodecs" in str(e)):
+                raise ImageReadError(path, f"corrupt or truncated TIFF: {type(e).__name__}: {e}") \
+                    from None
+            missing = _tiff_codec_name(page, "compression")
+        else:
+            if arr.ndim == 3 and int(page.planarconfig) == 2:  # separate planes: (S, H, W)
+                arr = np.moveaxis(arr, 0, -1)
+            return arr
+    return _read_tiff_pillow(path, page, missing)
+
+
+def _tiff_to_grey(path, page, arr: np.ndarray) -> np.ndarray:
+    """(H, W, S) samples of one page -> (H, W), refusing frame stacks stored as one page.
+
+    Separate sample planes, and extra samples marked UNSPECIFIED rather than alpha, are how a
+    stack of frames gets into one page: tifffile.imwrite stores a (3, H, W) or (4, H, W) array
+    as planar RGB. If those planes differ the file is refused rather than read as one frame.
+    """
+    if arr.ndim == 3 and arr.shape[2] > 1:
+        extras = tuple(int(e) for e in (getattr(page, "extrasamples", ()) or ()))
+        planar = int(page.planarconfig) == 2
+        n = arr.shape[2]
+        if (planar or 0 in extras) and not all(np.array_equal(arr[..., 0], arr[..., k])
+                                                for k in range(1, n)):
+            colour = " or a colour image" if int(page.photometric) == 2 else ""
+            raise ImageReadError(path, f"multi-frame TIFF: one page holds {n} image planes that "
+                                       f"differ (a stack of {n} frames{colour}, as "
+                                       f"tifffile.imwrite stores a ({n}, H, W) array); multi-page "
+                                       "or multi-frame TIFFs are not supported "
+                                       "(one radiograph per file)")
+    return _to_grey(path, arr)
+
+
+def _read_tiff(path) -> Radiograph:
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as e:  # noqa: BLE001 - tifffile raises many types
+        raise ImageReadError(path, f"corrupt TIFF: {type(e).__name__}: {e}") from None
+    with tif:
+        page = _tiff_single_page(path, tif)
+        shape = tuple(page.shape)
+        if len(shape) not in (2, 3):
+            raise ImageReadError(path, f"unsupported TIFF page shape {shape}")
+        rows, cols = int(page.imagelength), int(page.imagewidth)
+        _check_size(path, rows, cols, "TIFF")
+        size = os.path.getsize(path)
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        if offsets and counts and max(int(o) + int(c) for o, c in zip(offsets, counts)) > size:
+            raise ImageReadError(path, "truncated TIFF: image data runs past the end of the file")
+        dtype = np.dtype(page.dtype) if page.dtype is not None else None
+        if dtype is None or not (dtype in (np.uint8, np.uint16) or dtype.kind == "f"):
+            raise ImageReadError(path, f"unsupported TIFF sample type {dtype} "
+                                       "(8/16-bit unsigned or float)")
+        maxsample = None
+        tag = page.tags.get(281)  # MaxSampleValue
+        if tag is not None:
+            v = tag.value
+            maxsample = int(v[0] if isinstance(v, (tuple, list)) else v)
+        photometric = int(page.photometric) if page.photometric is not None else 1
+        arr = _tiff_to_grey(path, page, _decode_tiff_page(path, page))
+    inverted = False
+    if dtype.kind == "f":
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise ImageReadError(path, "float TIFF contains NaN or Inf")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ImageReadError(path, f"float TIFF values must lie on [0, 1]; found [{lo:g}, {hi:g}]")
+        if photometric == 0:  # MINISWHITE
+            arr = np.float32(1.0) - arr
+            inverted = True
+        return Radiograph(np.ascontiguousarray(arr), 32, "tiff", str(path), inverted=inverted)
+    bits = 8 if dtype == np.uint8 else 16
+    if bits == 16 and maxsample is not None and 0 < maxsample < 65535 \
+            and (maxsample + 1) & maxsample == 0 and int(arr.max()) <= maxsample:
+        bits = maxsample.bit_length()
+    if photometric == 0:
+        arr = (2 ** bits - 1 - arr.astype(np.int32)).astype(dtype)
+        inverted = True
+    return Radiograph(np.ascontiguousarray(arr), bits, "tiff", str(path), inverted=inverted)
