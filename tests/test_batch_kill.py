@@ -15,6 +15,9 @@ from xvert_gpu import cli
 from xvert_gpu.io import read_image
 
 N = 12
+# large enough that the run is still busy when the test signals it after the first files
+# (with 64 x 96 crops a loaded machine sometimes finished all twelve first)
+SIDE = 192
 
 
 def done_count(outdir) -> int:
@@ -37,7 +40,7 @@ def test_kill9_then_rerun_finishes_without_redoing(tmp_path, capsys):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     for i in range(N):
-        Image.fromarray(crop(50 + i)).save(src / ("sub" if i % 3 == 0 else "") / f"x{i:02d}.png")
+        Image.fromarray(crop(50 + i, SIDE, SIDE)).save(src / ("sub" if i % 3 == 0 else "") / f"x{i:02d}.png")
     model = make_tiny_model(tmp_path / "tiny.pt")
     args = ["--model", str(model), "--threads", "1", "--workers", "2", "-q"]
 
@@ -98,7 +101,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     for i in range(N):
-        Image.fromarray(crop(80 + i)).save(src / f"y{i:02d}.png")
+        Image.fromarray(crop(80 + i, SIDE, SIDE)).save(src / f"y{i:02d}.png")
     model = make_tiny_model(tmp_path / "tiny.pt")
     args = ["--model", str(model), "--threads", "1", "-q"]
     out = tmp_path / "out"
