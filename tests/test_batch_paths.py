@@ -369,3 +369,56 @@ def test_pipeline_groups_batches_deterministically(tmp_path):
     assert all(c[2] == 8 for c in enh.calls)
     from xvert_gpu.io import read_image
     assert (read_image(tmp_path / "out" / "6.png").pixels == 255 - 46).all()
+
+
+def _without_hanging(fn, fifos, limit=60.0):
+    """``fn()`` in a thread; if it is still blocked on one of ``fifos`` after ``limit`` seconds
+    (a regression: something opened a named pipe), a writer is opened and closed on each so
+    that the reader gets end-of-file, and the test fails instead of hanging."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(limit)
+    if t.is_alive():
+        for f in fifos:
+            try:
+                os.close(os.open(f, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        t.join(limit)
+        pytest.fail(f"blocked reading a named pipe among {fifos}")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_named_pipes_are_never_opened(tmp_path):
+    """A FIFO in an archive (named like an image, or extension-less like a PACS export) used to
+    block the run for ever: the plan sniffed it for a DICOM preamble, the read hashed it."""
+    from xvert_gpu.batch.work import Result, load
+
+    src = tmp_path / "in"
+    touch(src / "a.png")
+    fifos = [src / "pipe.png", src / "1.2.840.5"]
+    for f in fifos:
+        os.mkfifo(f)
+    p = _without_hanging(lambda: plan([str(src)], tmp_path / "out"), fifos)
+    assert [j.rel for j in p.jobs] == ["a.png"]
+    ignored = {os.path.basename(path): why for path, why in p.ignored}
+    assert set(ignored) == {"pipe.png", "1.2.840.5"}
+    assert all("not a regular file" in why and "FIFO" in why for why in ignored.values())
+    # named explicitly: planned by its extension, then failed with the reason, not read
+    [job] = plan([str(fifos[0])], tmp_path / "out").jobs
+    result = _without_hanging(lambda: load(job), fifos)
+    assert isinstance(result, Result) and result.status == "failed"
+    assert "not a regular file" in result.error and "FIFO" in result.error

@@ -398,6 +398,20 @@ def test_bad_input_corpus(tmp_path):
         assert p.read_bytes() == data
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes here")
+def test_named_pipe_is_not_a_regular_file(tmp_path):
+    """A FIFO named like an image was called an empty file; hashing it blocked for ever."""
+    import os
+
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    with pytest.raises(ImageReadError, match=r"not a regular file \(a named pipe \(FIFO\)\)"):
+        read_image(pipe)
+    with pytest.raises(ImageReadError, match="not a regular file") as ei:
+        xio.file_sha256(pipe)  # O_NONBLOCK: refused without waiting for a writer
+    assert ei.value.path == str(pipe)
+
+
 def test_bad_dicom_corpus(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     a = _scaled(12, 64)

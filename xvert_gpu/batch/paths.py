@@ -10,8 +10,9 @@ Rules
   (``DICM`` at byte 128, as PACS exports named by UID do). Everything else met while walking is
   *ignored*: not an error, but counted and listed in the summary, with the reason: not an image,
   hidden (name starting with ``.``, e.g. macOS ``._x.png`` resource forks), ``DICOMDIR`` (an
-  index, no image), or a symlinked folder (not followed, so a walk cannot loop).
-  Symlinked files are followed.
+  index, no image), a symlinked folder (not followed, so a walk cannot loop), or a named pipe,
+  socket or device (never opened: reading a FIFO would block the run). Symlinked files are
+  followed.
 * A file named explicitly that is not an image by these rules is *rejected*: reported as failed
   ("unknown extension"), since the user asked for it.
 * Two inputs that would give the same output name: the first (in command-line order, folders
@@ -32,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..io import EXTENSIONS
+from ..io.read import _special_kind
 from .errors import UsageError
 from .formats import input_format, output_format, output_name
 
@@ -116,7 +118,17 @@ def safe_output(outdir: str | os.PathLike, rel: str) -> Path:
     return target
 
 
+def _special(path: str) -> str | None:
+    """What ``path`` is when it is not a regular file or folder (a FIFO, ...), else None."""
+    try:
+        return _special_kind(os.stat(path).st_mode)
+    except OSError:  # missing, dangling symlink: reading it says why
+        return None
+
+
 def _sniff_dicom(path: str) -> bool:
+    if _special(path) is not None:  # reading a FIFO would block
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -245,6 +257,10 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
                     continue
                 if name.upper() == "DICOMDIR":
                     result.ignored.append((full, "DICOMDIR index (no image)"))
+                    continue
+                kind = _special(full)
+                if kind is not None:
+                    result.ignored.append((full, f"not a regular file ({kind})"))
                     continue
                 fmt = _image_format(full)
                 if fmt is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from .dicom import _read_dicom
@@ -28,15 +29,36 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
+def _special_kind(mode: int) -> str | None:
+    """What a file that is not a regular file or a folder is (FIFO, socket, device), else None."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """Files below ``folder`` (recursively) whose extension is one of :data:`EXTENSIONS`, sorted."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks.
+
+    A FIFO, socket or device raises :class:`ImageReadError` (without blocking on it).
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    # O_NONBLOCK: a named pipe must not block the caller until a writer turns up (maybe never)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        kind = _special_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise ImageReadError(path, f"not a regular file ({kind}), not an image file")
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -71,6 +93,9 @@ def read_image(path: str | os.PathLike) -> Radiograph:
             raise ImageReadError(p, "file not found")
         if os.path.isdir(p):
             raise ImageReadError(p, "is a directory, not an image file")
+        kind = _special_kind(os.stat(p).st_mode)
+        if kind is not None:  # opening a FIFO would block until a writer comes, maybe never
+            raise ImageReadError(p, f"not a regular file ({kind}), not an image file")
         size = os.path.getsize(p)
         if size == 0:
             raise ImageReadError(p, "empty file (0 bytes)")
