@@ -582,6 +582,38 @@ def test_multi_page_tiff_is_refused(tmp_path, kind, count):
     assert "colour channels differ" not in ei.value.reason
 
 
+def test_tiff_photometric_cmyk_lab_refused_and_palette_applied(tmp_path):
+    """Equal C, M and Y inks (a grey CMYK TIFF) were read as grey levels: the image came out
+    inverted, as did a palette TIFF whose colour map is not the identity (its indices were
+    taken for grey levels)."""
+    import tifffile
+
+    a = _sample8(64)
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.dstack([255 - a] * 3 + [np.zeros_like(a)]),
+                     photometric="separated")
+    tifffile.imwrite(tmp_path / "lab.tif", np.dstack([a] * 3), photometric="cielab")
+    for name, what in [("cmyk.tif", "SEPARATED (CMYK)"), ("lab.tif", "CIELAB")]:
+        with pytest.raises(ImageReadError, match=re.escape(f"photometric interpretation {what}")):
+            read_image(tmp_path / name)
+    ramp = np.arange(256, dtype=np.uint16)
+    inverse = np.tile((255 - ramp) * 257, (3, 1))  # an inverted grey palette
+    tifffile.imwrite(tmp_path / "pal.tif", a, photometric="palette", colormap=inverse)
+    rad = read_image(tmp_path / "pal.tif")
+    assert rad.bits == 8 and rad.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(rad.pixels, 255 - a)
+    fine = np.tile(ramp * 100 + 7, (3, 1))  # 16-bit grey levels
+    tifffile.imwrite(tmp_path / "pal16.tif", a, photometric="palette", colormap=fine)
+    rad = read_image(tmp_path / "pal16.tif")
+    assert rad.bits == 16
+    np.testing.assert_array_equal(rad.pixels, a.astype(np.uint16) * 100 + 7)
+    colour = np.stack([ramp * 256, ramp * 128, ramp * 256])
+    tifffile.imwrite(tmp_path / "palc.tif", a, photometric="palette", colormap=colour)
+    with pytest.raises(ImageReadError, match="colour image"):
+        read_image(tmp_path / "palc.tif")
+    Image.fromarray(a).convert("P").save(tmp_path / "pil.tif", compression="tiff_lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "pil.tif").pixels, a)  # v * 256 map
+
+
 def test_tiff_thumbnail_page_is_not_a_second_image(tmp_path):
     import tifffile
 

@@ -16,7 +16,8 @@ png        8 and 16 bit grey (Pillow). A 16-bit PNG is 16-bit unless its ``sBIT`
 jpeg       8-bit baseline/progressive JPEG (Pillow). Written at quality 95 (lossy).
 tiff       8 and 16 bit unsigned, float32 on [0, 1] (tifffile). ``MaxSampleValue``
            (tag 281) of ``2**b - 1`` marks b-bit data in 16-bit samples (written so for
-           12 bits). MINISWHITE is inverted so that bone is bright. LZW, JPEG and other
+           12 bits). MINISWHITE is inverted so that bone is bright; a palette page goes
+           through its colour map (grey entries only). LZW, JPEG and other
            codecs need ``imagecodecs`` (optional: ``pip install xvert_gpu[tiff]``); without
            it the page is decoded by Pillow when Pillow gives the same samples at the same
            bit depth. One image per file: reduced-resolution pages (thumbnails) are
@@ -43,7 +44,8 @@ Images with more than :data:`MAX_PIXELS` pixels are refused from the header, bef
 decoding; images with a side shorter than 2 are refused.
 
 Not supported (refused with a clear reason): 16-bit colour or grey+alpha PNGs (Pillow reduces
-them to 8 bits), 12-bit JPEG, multi-page or multi-frame TIFF, multi-frame DICOM, DICOM with more
+them to 8 bits), 12-bit JPEG, multi-page or multi-frame TIFF, CMYK, CIELab and uncompressed
+YCbCr TIFF, multi-frame DICOM, DICOM with more
 than 16 bits stored or float pixel data, palette-colour DICOM. VOI LUT (windowing) and Modality
 LUT Sequences are not applied and are dropped from derived DICOM output.
 

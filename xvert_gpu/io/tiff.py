@@ -1,7 +1,8 @@
 """TIFF reading through tifffile, and through Pillow where tifffile lacks the page's codec.
 
 One full-size page per file (reduced-resolution pages are ignored, frame stacks refused);
-``MaxSampleValue`` gives the bit depth of 16-bit samples; MINISWHITE is inverted.
+``MaxSampleValue`` gives the bit depth of 16-bit samples; MINISWHITE is inverted; a palette
+page is mapped through its colour map; CMYK, Lab and other non-grey, non-RGB pages are refused.
 :func:`_quiet_tifffile` silences tifffile's logger while :func:`~.read.read_image` reads.
 """
 
@@ -169,6 +170,59 @@ def _tiff_to_grey(path, page, arr: np.ndarray) -> np.ndarray:
     return _to_grey(path, arr)
 
 
+#: Photometric interpretations read: MINISWHITE, MINISBLACK, RGB, PALETTE (and YCbCr in JPEG
+#: compression, which the decoders turn into RGB).
+_GREY_OR_RGB = (0, 1, 2, 3)
+
+
+def _check_photometric(path, page, photometric: int) -> None:
+    """Refuse photometric interpretations whose samples are not grey levels or RGB.
+
+    CMYK (SEPARATED) samples are ink, so taking equal C, M, Y as grey gave an inverted image;
+    CIELab, uncompressed YCbCr, LogL and others are not RGB either.
+    """
+    if photometric in _GREY_OR_RGB:
+        return
+    if photometric == 6 and int(page.compression) in (6, 7):  # JPEG decoders give RGB
+        return
+    try:
+        import tifffile
+
+        name = tifffile.PHOTOMETRIC(photometric).name
+    except (ImportError, ValueError):
+        name = str(photometric)
+    what = {"SEPARATED": "SEPARATED (CMYK)"}.get(name, name)
+    raise ImageReadError(path, f"TIFF photometric interpretation {what} is not supported "
+                               "(only grey: MINISBLACK, MINISWHITE, grey RGB or a grey palette)")
+
+
+def _apply_palette(path, page, idx: np.ndarray) -> tuple[np.ndarray, int]:
+    """A palette page's indices -> grey levels through its colour map: (pixels, bits).
+
+    The colour map holds 16-bit values; a map that only uses the high byte (``v * 256``, as
+    Pillow writes) or repeats it (``v * 257``) gives 8-bit pixels, any other 16-bit ones.
+    Colour entries (R, G, B not all equal) among those used are refused.
+    """
+    cmap = getattr(page, "colormap", None)
+    if cmap is None:
+        raise ImageReadError(path, "palette TIFF without a colour map")
+    cmap = np.asarray(cmap)
+    if idx.ndim != 2 or cmap.ndim != 2 or cmap.shape[0] != 3 or idx.dtype.kind != "u" \
+            or int(idx.max()) >= cmap.shape[1]:
+        raise ImageReadError(path, f"palette TIFF whose colour map {cmap.shape} does not fit its "
+                                   f"indices {idx.dtype} {idx.shape}")
+    used = cmap[:, np.unique(idx)].astype(np.int64)
+    diff = int(max(np.abs(used[0] - used[1]).max(), np.abs(used[0] - used[2]).max()))
+    if diff:
+        raise ImageReadError(path, f"colour image: the palette's colour channels differ (by up "
+                                   f"to {diff} of 65535); only grey radiographs are supported")
+    lut = cmap[0].astype(np.uint16)
+    lo, hi = used[0] & 0xFF, used[0] >> 8
+    if np.all(lo == 0) or np.all(lo == hi):
+        return (lut >> 8).astype(np.uint8)[idx], 8
+    return lut[idx], 16
+
+
 def _read_tiff(path) -> Radiograph:
     import tifffile
 
@@ -198,7 +252,11 @@ def _read_tiff(path) -> Radiograph:
             v = tag.value
             maxsample = int(v[0] if isinstance(v, (tuple, list)) else v)
         photometric = int(page.photometric) if page.photometric is not None else 1
+        _check_photometric(path, page, photometric)
         arr = _tiff_to_grey(path, page, _decode_tiff_page(path, page))
+        if photometric == 3:  # PALETTE: the samples are indices into the colour map
+            arr, bits = _apply_palette(path, page, arr)
+            return Radiograph(np.ascontiguousarray(arr), bits, "tiff", str(path))
     inverted = False
     if dtype.kind == "f":
         arr = arr.astype(np.float32)
