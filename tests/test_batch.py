@@ -360,6 +360,42 @@ def test_refusals(tmp_path, enhance, model):
     assert set(image_files(inner)) == {"a.png", "sub/b.png"}
 
 
+def test_unusable_manifest_or_lock_is_a_usage_error(tmp_path, enhance):
+    """A corrupt manifest, one from a newer schema, or a folder where the lock or the manifest
+    goes ended the run with a Python traceback; now exit 2 and the reason, nothing processed."""
+    import sqlite3
+
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(crop(42)).save(src / "a.png")
+    data = (src / "a.png").read_bytes()
+    cases = {"corrupt": ("xvert_manifest.sqlite", b"not a database" * 64, "file is not a database"),
+             "manifest_folder": ("xvert_manifest.sqlite", None, "unable to open"),
+             "lock_folder": (".xvert_gpu.lock", None, "cannot create the lock file")}
+    for name, (entry, content, message) in cases.items():
+        out = tmp_path / name
+        out.mkdir()
+        if content is None:
+            (out / entry).mkdir()
+        else:
+            (out / entry).write_bytes(content)
+        rc, stdout, stderr = enhance(src, "-o", out, "-q")
+        assert rc == 2 and message in stderr and "Traceback" not in stderr, (name, stderr)
+        assert str(out / entry) in stderr
+        assert not (out / "a.png").exists()
+    out = tmp_path / "newer"
+    assert enhance(src, "-o", out, "-q")[0] == 0
+    db = sqlite3.connect(out / "xvert_manifest.sqlite")
+    with db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.close()
+    rc, stdout, stderr = enhance(src, "-o", out, "-q")
+    assert rc == 2 and "schema 99 is newer" in stderr
+    assert (src / "a.png").read_bytes() == data
+
+
 XRAY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "xray")
 
 

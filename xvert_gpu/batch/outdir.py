@@ -34,7 +34,7 @@ class RunLock:
     Raises
     ------
     UsageError
-        When another process holds it.
+        When another process holds it, or the lock file cannot be created.
     """
 
     def __init__(self, outdir: str | os.PathLike):
@@ -42,7 +42,11 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # read-only OUTDIR, a folder by that name...
+            raise UsageError(f"cannot create the lock file {self.path}: "
+                             f"{exc.strerror or exc}") from None
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock (documented)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,17 @@ def _executor(opts: BatchOptions):
     return _Local(opts)
 
 
+def _open_manifest(path: Path) -> Manifest:
+    """OUTDIR's manifest; a :class:`UsageError` when it cannot be used (corrupt, a folder,
+    written by a newer xvert_gpu): the run must not go on without its record."""
+    try:
+        return Manifest(path)
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        raise UsageError(f"cannot use the manifest {path}: {type(exc).__name__}: {exc} (run the "
+                         "xvert_gpu that wrote it, move it away to start a new record, or choose "
+                         "another OUTDIR)") from None
+
+
 def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary:
     """Enhance every image of ``opts.inputs`` into ``opts.outdir``.
 
@@ -103,7 +115,7 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
             raise UsageError(f"cannot create OUTDIR {opts.outdir}: {exc}") from None
         stack.enter_context(RunLock(outdir))
         summary.stale_removed = len(clean_stale(outdir))
-        manifest = stack.enter_context(Manifest(outdir / MANIFEST_NAME))
+        manifest = stack.enter_context(_open_manifest(outdir / MANIFEST_NAME))
         summary.manifest = str(outdir / MANIFEST_NAME)
         model = executor.identity
         settings = {"model": opts.model, "device": opts.device, "dask": opts.dask,
