@@ -422,3 +422,41 @@ def test_named_pipes_are_never_opened(tmp_path):
     result = _without_hanging(lambda: load(job), fifos)
     assert isinstance(result, Result) and result.status == "failed"
     assert "not a regular file" in result.error and "FIFO" in result.error
+
+
+def test_ctrl_c_reports_the_writes_it_lets_finish(tmp_path, monkeypatch):
+    """On Ctrl-C the pipeline let the running writes finish (outputs under their final names)
+    but never reported them, so their manifest rows stayed 'running' and a rerun redid them."""
+    import threading
+
+    from xvert_gpu.batch import pipeline
+
+    src = tmp_path / "in"
+    src.mkdir()
+    jobs = []
+    for i in range(3):
+        write_image(src / f"{i}.png", np.full((8, 10), 40 + i, np.uint8))
+        jobs.append(Job(str(src / f"{i}.png"), str(src / f"{i}.png"), f"{i}.png", "png", "png"))
+    writing, interrupted = threading.Event(), threading.Event()
+    real_save = pipeline.save
+
+    def save_after_interrupt(*args):  # the first write is still running when Ctrl-C comes
+        writing.set()
+        interrupted.wait()
+        return real_save(*args)
+
+    class InterruptedEnhancer(FakeEnhancer):
+        def enhance(self, stack, bits=None):
+            if self.calls:
+                writing.wait()
+                interrupted.set()
+                raise KeyboardInterrupt
+            return super().enhance(stack, bits)
+
+    monkeypatch.setattr(pipeline, "save", save_after_interrupt)
+    results = []
+    with pytest.raises(KeyboardInterrupt):
+        run_local(InterruptedEnhancer(), jobs, str(tmp_path / "out"), batch_size=1, workers=2,
+                  on_result=results.append)
+    assert [(r.source, r.status) for r in results] == [(jobs[0].source, "done")]
+    assert sorted(os.listdir(tmp_path / "out")) == ["0.png"]

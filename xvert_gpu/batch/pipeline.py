@@ -52,7 +52,8 @@ def run_local(enhancer: Any, jobs: Iterable[Job], outdir: str, *, batch_size: in
         For derived DICOMs' DerivationDescription.
     on_start, on_result : callables
         See the module docstring. Every job started gets exactly one result, unless the run is
-        interrupted (KeyboardInterrupt is re-raised after the threads stop).
+        interrupted (KeyboardInterrupt is re-raised after the threads stop; the writes that were
+        running finish and are reported first).
     """
     batch_size, workers = max(1, int(batch_size)), max(1, int(workers))
     window = 2 * workers + batch_size
@@ -104,5 +105,13 @@ def run_local(enhancer: Any, jobs: Iterable[Job], outdir: str, *, batch_size: in
         for key in list(buckets):
             run_group(buckets.pop(key))
         report_writes(0)
+    except KeyboardInterrupt:
+        # Writes already running finish under their final names: report them, so that their
+        # manifest rows say done and a rerun does not enhance them again.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for fut in writes:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                on_result(fut.result())
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
