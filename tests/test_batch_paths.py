@@ -1,6 +1,7 @@
 """Batch enhancer without a model: planning, formats, safety, manifest, resume, lock, pipeline."""
 
 import os
+import shutil
 import sqlite3
 
 import numpy as np
@@ -116,6 +117,14 @@ def test_layout_refusals(tmp_path):
     touch(src / "other" / "b.png")
     with pytest.raises(UsageError, match="not output of this command"):
         plan([str(src)], src / "other")
+    # another earlier OUTDIR inside the input folder holds outputs: not walked, whatever OUTDIR
+    touch(src / "old_run" / "c.png")
+    touch(src / "old_run" / MANIFEST_NAME)
+    p = plan([str(src)], src / "enhanced")
+    assert "old_run/c.png" not in [j.rel for j in p.jobs]
+    assert [why for path, why in p.ignored if path == str(src / "old_run")] == \
+        ["an earlier OUTDIR (holds its manifest): enhanced images, not walked"]
+    shutil.rmtree(src / "old_run")
     # the same through a relative path and "."
     cwd = os.getcwd()
     try:

@@ -20,7 +20,9 @@ Rules
 * Safety (checked before anything is written; a violation is a :class:`UsageError`):
   no input may lie inside OUTDIR or be OUTDIR (outputs could land on inputs); OUTDIR may lie
   inside an input folder only if it is new, empty or an earlier OUTDIR of this command (it holds
-  the manifest), and it is then left out of the walk. An output path is always inside OUTDIR:
+  the manifest), and it is then left out of the walk. Any other earlier OUTDIR met while walking
+  (a folder holding a manifest) is ignored too: its images are outputs, not radiographs to enhance
+  again. An output path is always inside OUTDIR:
   relative names with ``..`` are refused, and :func:`safe_output` refuses to write through a
   symlink inside OUTDIR (a symlinked sub-folder could point anywhere, into the inputs too).
 """
@@ -247,6 +249,9 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
                     result.ignored.append((full, "hidden folder"))
                 elif os.path.realpath(full) in excluded:
                     continue  # OUTDIR itself
+                elif os.path.lexists(os.path.join(full, MANIFEST_NAME)):
+                    result.ignored.append((full, "an earlier OUTDIR (holds its manifest): "
+                                                 "enhanced images, not walked"))
                 else:
                     keep.append(d)
             dirs[:] = keep
