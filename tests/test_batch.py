@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 
 import numpy as np
 import pytest
@@ -229,6 +230,17 @@ def test_resume_skips_done_files_and_overwrite_redoes(tmp_path, enhance):
     assert pairs(moved)[(str(src / "x0.png"), "x0.tif")] == "done"
     assert pairs(moved)[(str(src / "x0.png"), "x0.png")] == "done"  # still on record
     assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q")[1]  # --format same again
+    # a choice that writes the same file as the last one is no change: --format png on PNG
+    # inputs was redone (the row recorded "same"), and --format same after it again
+    assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q", "--format", "png")[1]
+    assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q", "--format", "tiff")[1]
+    # rows written before the manifest recorded the format written (they hold the choice)
+    db = sqlite3.connect(moved / "xvert_manifest.sqlite")
+    with db:
+        db.execute("""UPDATE files SET params = json_set(params, '$.format', 'same')
+                      WHERE output LIKE '%.png'""")
+    db.close()
+    assert "0 done, 3 skipped" in enhance(src, "-o", moved, "-q", "--format", "png")[1]
 
 
 def pairs(outdir) -> dict[tuple[str, str], str]:
@@ -363,8 +375,6 @@ def test_refusals(tmp_path, enhance, model):
 def test_unusable_manifest_or_lock_is_a_usage_error(tmp_path, enhance):
     """A corrupt manifest, one from a newer schema, or a folder where the lock or the manifest
     goes ended the run with a Python traceback; now exit 2 and the reason, nothing processed."""
-    import sqlite3
-
     from PIL import Image
 
     src = tmp_path / "in"

@@ -2,7 +2,8 @@
 
 ``--resume`` (default)
     A file is *skipped* when the manifest row of its input and output path is ``done``, for
-    the same model identity and parameters, its output file still exists with the recorded
+    the same model identity and parameters (the format written, not the ``--format`` choice
+    that led to it, and the toolkit version), its output file still exists with the recorded
     size, and the input is unchanged: the same size and modification time as recorded (then
     the recorded SHA-256 is trusted, as make and rsync do), or else the same SHA-256
     recomputed. The manifest keeps a row per (input, output) pair, so an input named as a file
@@ -29,16 +30,45 @@ same OUTDIR: refused, so that one input's output never silently replaces another
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from .. import __version__
 from ..io import file_sha256
+from .formats import CHOICES, output_format
 from .manifest import Manifest
 from .paths import Job, output_path
 
-__all__ = ["decide", "SKIP", "RUN", "REFUSE"]
+__all__ = ["decide", "job_params", "SKIP", "RUN", "REFUSE"]
 
 SKIP, RUN, REFUSE = "skip", "run", "refuse"
+
+
+def job_params(job: Job) -> str:
+    """The parameters that shape ``job``'s output, as the manifest stores them (JSON).
+
+    The format is the one written (``png``, ``tiff``, ``dicom``...), not the ``--format``
+    choice that led to it: ``--format same`` and ``--format png`` give the same file for a PNG
+    input, so a rerun with the other choice skips it.
+    """
+    return json.dumps({"format": job.out_format, "xvert_gpu": __version__}, sort_keys=True)
+
+
+def _same_params(recorded: str | None, params: str, job: Job) -> bool:
+    """``recorded`` (a row's params) describe the output ``params`` describe. Rows written
+    before :func:`job_params` hold the ``--format`` choice; it is resolved for the job's input."""
+    if recorded == params:
+        return True
+    try:
+        old, new = json.loads(recorded or ""), json.loads(params)
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    if old.get("format") in CHOICES:
+        old["format"] = output_format(job.in_format, old["format"])
+    return old == new
 
 
 def _stale(job: Job, row, out: Path, params: str, model: str) -> str | None:
@@ -47,7 +77,7 @@ def _stale(job: Job, row, out: Path, params: str, model: str) -> str | None:
         return "output path changed"
     if row["model"] != model:
         return "another model"
-    if row["params"] != params:
+    if not _same_params(row["params"], params, job):
         return "other parameters"
     if not out.is_file() or (row["out_size"] is not None and out.stat().st_size != row["out_size"]):
         return "output missing or changed"
@@ -77,7 +107,7 @@ def decide(job: Job, manifest: Manifest, outdir: Path, params: str, model: str, 
     Parameters
     ----------
     params : str
-        The run's parameters as stored in the manifest (JSON).
+        The job's parameters as stored in the manifest (JSON, :func:`job_params`).
     model : str
         The model identity of the run.
 

@@ -25,7 +25,7 @@ from .options import BatchOptions, default_workers
 from .outdir import RunLock, clean_stale
 from .paths import MANIFEST_NAME, Job, plan
 from .report import Progress, Summary
-from .resume import REFUSE, SKIP, decide
+from .resume import REFUSE, SKIP, decide, job_params
 from .threads import limit_threads
 from .work import Result, derivation
 
@@ -132,7 +132,7 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
             fail(source, str(Path(source).absolute()), reason)
         todo = []
         for job in the_plan.jobs:
-            action, reason = decide(job, manifest, outdir, params, model,
+            action, reason = decide(job, manifest, outdir, job_params(job), model,
                                     resume=opts.resume, overwrite=opts.overwrite)
             if action == SKIP:
                 summary.skipped += 1
@@ -148,7 +148,7 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
         output_of = {job.key: job.rel for job in todo}
 
         def on_start(job: Job) -> None:
-            manifest.start(job.key, job.rel, run, params, model)
+            manifest.start(job.key, job.rel, run, job_params(job), model)
 
         def on_result(result: Result) -> None:
             manifest.finish(result.key, output_of[result.key], result.status,
