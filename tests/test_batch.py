@@ -406,6 +406,42 @@ def test_unusable_manifest_or_lock_is_a_usage_error(tmp_path, enhance):
     assert (src / "a.png").read_bytes() == data
 
 
+def test_a_full_disk_under_the_manifest_stops_the_run_cleanly(tmp_path, enhance, monkeypatch):
+    """When the manifest could no longer be written mid-run (full disk), the run ended in a
+    Python traceback (two: the closing run record failed as well); now it stops, says why,
+    exits 1, and the same command finishes the rest."""
+    from PIL import Image
+
+    from xvert_gpu.batch.manifest import Manifest
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(crop(50 + i)).save(src / f"z{i}.png")
+    real_finish, real_end = Manifest.finish, Manifest.end_run
+    calls = []
+
+    def finish(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) > 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_finish(self, *args, **kwargs)
+
+    def end_run(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Manifest, "finish", finish)
+    monkeypatch.setattr(Manifest, "end_run", end_run)
+    out = tmp_path / "out"
+    rc, stdout, stderr = enhance(src, "-o", out, "-q", "--workers", "1")
+    assert rc == 1 and "Traceback" not in stderr
+    assert "STOPPED: cannot write the manifest" in stdout and "disk is full" in stdout
+    monkeypatch.setattr(Manifest, "finish", real_finish)
+    monkeypatch.setattr(Manifest, "end_run", real_end)
+    rc, stdout, _ = enhance(src, "-o", out, "-q")
+    assert rc == 0 and "1 skipped" in stdout and len(image_files(out)) == 3
+
+
 XRAY = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "xray")
 
 

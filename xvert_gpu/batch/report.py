@@ -34,11 +34,13 @@ class Summary:
     manifest: str = ""
     seconds: float = 0.0
     interrupted: bool = False
+    #: why the run stopped before the end (the manifest could not be written), or None
+    stopped: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing failed, 1 when some file failed (or the run was interrupted)."""
-        return 1 if self.failed or self.interrupted else 0
+        """0 when nothing failed, 1 when some file failed (or the run was interrupted or stopped)."""
+        return 1 if self.failed or self.interrupted or self.stopped else 0
 
     def counts(self) -> dict[str, int]:
         return {"done": self.done, "skipped": self.skipped, "failed": len(self.failed),
@@ -52,6 +54,9 @@ class Summary:
                 f"in {self.seconds:.1f} s{rate}")
         if self.interrupted:
             head += " - INTERRUPTED; run the same command again to finish"
+        if self.stopped:
+            head += (f" - STOPPED: {self.stopped}; fix that (free disk space?) and run the same "
+                     "command again to finish")
         lines = [head]
         if self.failed:
             lines.append("failed:")

@@ -165,8 +165,15 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
             status = "finished"
         except KeyboardInterrupt:
             summary.interrupted = True
+        except sqlite3.Error as exc:  # full disk...: files can no longer be recorded, so stop
+            status = "stopped"
+            summary.stopped = f"cannot write the manifest {manifest.path}: {exc}"
         finally:
             progress.close()
             summary.seconds = time.perf_counter() - t0
-            manifest.end_run(run, status, summary.counts())
+            try:
+                manifest.end_run(run, status, summary.counts())
+            except sqlite3.Error:
+                if status != "stopped":
+                    raise
     return summary
