@@ -250,6 +250,22 @@ def test_find_images_walks_folders(tmp_path):
     assert ".img" in IMAGE_EXTENSIONS
 
 
+def test_report_folder_inside_the_data_is_not_evaluated(tmp_path):
+    """With the report inside a DATA folder (the default ./evaluation when DATA is "."), a
+    second run scored the first run's comparison sheets as radiographs: 3 images from 2."""
+    data = tmp_path / "data"
+    (data / "evaluation").mkdir(parents=True)
+    fits = _small_png(data / "fits.png")
+    _small_png(data / "evaluation" / "sheet_001.png", NAMES[1])  # an earlier run's sheet
+    result = evaluate([data], methods=("clahe",), out_dir=data / "evaluation", progress=False)
+    assert result.n_images == 1 and result.failures == []
+    assert {r["image"] for r in result.rows} == {str(fits)}
+    files, _ = find_images([data], exclude=data / "evaluation")
+    assert files == [fits]
+    files, _ = find_images([data / "evaluation" / "sheet_001.png"], exclude=data / "evaluation")
+    assert len(files) == 1  # named explicitly: evaluated
+
+
 def test_unknown_method(tmp_path):
     with pytest.raises(ValueError, match="zssr"):
         evaluate([], methods=("zssr",), out_dir=tmp_path)

@@ -136,8 +136,12 @@ class EvaluationResult:
 # Inputs
 # ----------------------------------------------------------------------------------------------
 
-def find_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Failure]]:
+def find_images(paths: Iterable[str | os.PathLike], exclude: str | os.PathLike | None = None
+                ) -> tuple[list[Path], list[Failure]]:
     """Files to evaluate: files as given, folders walked recursively for :data:`IMAGE_EXTENSIONS`.
+
+    ``exclude``: a folder whose files a walk leaves out (the report folder: its comparison
+    sheets are PNGs, not radiographs to score).
 
     Returns
     -------
@@ -149,9 +153,12 @@ def find_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Fa
     """
     files: list[Path] = []
     problems: list[Failure] = []
+    skip = Path(exclude).resolve() if exclude is not None else None
     for p in map(Path, paths):
         if p.is_dir():
             found = image_files(p)
+            if skip is not None:
+                found = [f for f in found if not _within(f.resolve(), skip)]
             if not found:
                 problems.append(Failure(str(p), None, "no image files "
                                         f"({', '.join(IMAGE_EXTENSIONS)}) in this folder"))
@@ -159,6 +166,10 @@ def find_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Fa
         else:
             files.append(p)
     return list(dict.fromkeys(files)), problems
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
 
 
 def _dataset_name(paths: Sequence[Path]) -> str:
@@ -417,7 +428,7 @@ def evaluate(paths: Iterable[str | os.PathLike], methods: Sequence[str] = METHOD
         if on_failure is not None:
             on_failure(f)
 
-    files, problems = find_images(paths)
+    files, problems = find_images(paths, exclude=out)
     for f in problems:
         fail(f.path, f.method, f.reason)
     if dataset is None:
