@@ -689,3 +689,13 @@ def test_write_to_missing_folder_is_an_image_write_error(tmp_path):
         write_image(target, _sample8(64))
     assert str(target) in str(ei.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_a_name_near_the_file_system_limit(tmp_path):
+    """A legal 250-byte file name could not be written: its temporary file's name (the name
+    plus a dot, 8 random characters and '.tmp') was over the 255-byte limit."""
+    for name in ["x" * 246 + ".png", "é" * 123 + ".png"]:  # 250 and 250 bytes
+        assert write_image(tmp_path / name, _sample8(64)).name == name
+        np.testing.assert_array_equal(read_image(tmp_path / name).pixels, _sample8(64))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x" * 246 + ".png",
+                                                                 "é" * 123 + ".png"])

@@ -171,6 +171,18 @@ def _encode(out: Path, fmt: str, q: np.ndarray, bits: int, ds: Any) -> io.BytesI
     return f
 
 
+#: Bytes of the output's name kept in its temporary file's name: a name near the file system's
+#: 255-byte limit plus the dot, the random part and ".tmp" would be too long to create.
+_TMP_STEM_BYTES = 200
+
+
+def _tmp_stem(name: str) -> str:
+    """``name``, shortened to at most :data:`_TMP_STEM_BYTES` bytes on the file system."""
+    while len(os.fsencode(name)) > _TMP_STEM_BYTES:
+        name = name[:-1]
+    return name
+
+
 def write_atomic(out: Path, data: io.BytesIO) -> None:
     """Write ``data`` to a temporary file in ``out``'s folder, then rename it to ``out``.
 
@@ -183,7 +195,7 @@ def write_atomic(out: Path, data: io.BytesIO) -> None:
         what = "is not a folder" if folder.exists() else "does not exist"
         raise ImageWriteError(out, f"cannot write: the folder {folder} {what}")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{_tmp_stem(out.name)}.", suffix=".tmp")
     except OSError as e:
         raise ImageWriteError(out, f"cannot write in the folder {folder} (not writable?): "
                                    f"{e.strerror or e}") from None
