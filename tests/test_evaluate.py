@@ -266,6 +266,16 @@ def test_report_folder_inside_the_data_is_not_evaluated(tmp_path):
     assert len(files) == 1  # named explicitly: evaluated
 
 
+def test_report_folder_that_cannot_be_created_is_a_usage_error(tmp_path, capsys):
+    """--out naming a file (or a path through one) ended in a FileExistsError traceback."""
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "report"):
+        assert main(["evaluate", str(tmp_path / "a.png"), "--methods", "clahe", "--out",
+                     str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot create the report folder {out}" in err and "Traceback" not in err
+
+
 def test_unknown_method(tmp_path):
     with pytest.raises(ValueError, match="zssr"):
         evaluate([], methods=("zssr",), out_dir=tmp_path)

@@ -5,13 +5,14 @@ reads: .png, .jpg, .jpeg, .jpe, .tif, .tiff, .dcm, .dicom and .img); with none, 
 radiographs are evaluated. An image smaller than the 512x290 spine ROI is refused (a failure).
 Writes ``scores.csv``, ``table1.md``, ``table1.csv`` and ``sheet_NNN.png`` comparison sheets (see
 :mod:`xvert_gpu.evaluate`). Exit status 1 when any file or method failed (each failure is printed
-with its reason), 0 otherwise.
+with its reason), 0 otherwise; 2 when the report folder cannot be created.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import positive_int
 
@@ -60,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     from ..samples import NAMES, sample_path
 
     methods = args.methods if isinstance(args.methods, list) else _methods(args.methods)
+    try:  # before any image is scored: a report that cannot be written is a usage error
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"xvert-gpu evaluate: error: cannot create the report folder {args.out}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
     data = list(args.data)
     dataset = args.dataset
     if not data:
