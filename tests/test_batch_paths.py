@@ -123,7 +123,7 @@ def test_layout_refusals(tmp_path):
     p = plan([str(src)], src / "enhanced")
     assert "old_run/c.png" not in [j.rel for j in p.jobs]
     assert [why for path, why in p.ignored if path == str(src / "old_run")] == \
-        ["an earlier OUTDIR (holds its manifest): enhanced images, not walked"]
+        ["an earlier OUTDIR (holds its manifest or marker): output images, not walked"]
     shutil.rmtree(src / "old_run")
     # the same through a relative path and "."
     cwd = os.getcwd()

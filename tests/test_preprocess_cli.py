@@ -9,6 +9,7 @@ from PIL import Image
 
 from batch_helpers import crop, to_bits
 from xvert_gpu import cli
+from xvert_gpu.batch.paths import PREPROCESS_MARKER
 from xvert_gpu.io import read_image, write_image
 from xvert_gpu.preprocess import preprocess
 
@@ -47,7 +48,8 @@ def test_folders_are_walked_and_mirrored(tmp_path, run):
     rc, stdout, stderr = run(src, "-o", out)
     assert rc == 0, stderr
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == ["a_hfc.tif", "a_xp.tif", "sub/b_hfc.tif", "sub/b_xp.tif"]
+    assert written == [PREPROCESS_MARKER, "a_hfc.tif", "a_xp.tif", "sub/b_hfc.tif",
+                       "sub/b_xp.tif"]
     for rel, source, field in [("a_xp.tif", "a.png", "xp"), ("sub/b_hfc.tif", "sub/b.png", "hfc")]:
         got = tifffile.imread(out / rel)
         assert got.dtype == np.float32
@@ -61,7 +63,7 @@ def test_same_stem_fails_the_second_input(tmp_path, run):
     rc, stdout, stderr = run(first, second, "-o", out)
     assert rc == 1
     assert f"error: {second}: its output a_xp.tif is already the output of {first}" in stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a_hfc.tif", "a_xp.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [PREPROCESS_MARKER, "a_hfc.tif", "a_xp.tif"]
     np.testing.assert_array_equal(tifffile.imread(out / "a_xp.tif"), expected(first, "xp"))
     # a.png and a.tif in one folder would both give a_xp.tif too
     write_image(tmp_path / "in" / "a.tif", to_bits(crop(5), 12), bits=12)
@@ -80,7 +82,8 @@ def test_errors_name_the_file_once_and_the_rest_goes_on(tmp_path, run):
     assert line.startswith(f"error: {bad}: ") and line.count(str(bad)) == 1, line
     assert (tmp_path / "out" / "good_xp.tif").is_file()
     assert not (tmp_path / "out" / "bad_trunc_xp.tif").exists()
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == \
+        [PREPROCESS_MARKER]  # no temporary file left
 
 
 def test_bit_depth_and_layout_refusal(tmp_path, run):
@@ -97,3 +100,17 @@ def test_bit_depth_and_layout_refusal(tmp_path, run):
     rc, _, stderr = run(tmp_path / "a8.png", "-o", tmp_path)
     assert rc == 2 and "inside OUTDIR" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_outdir_inside_the_input_folder_can_be_rerun_and_is_not_walked(tmp_path, run):
+    """preprocess keeps no manifest, so its OUTDIR inside an input folder was refused on every
+    rerun ('holds files that are not output of this command'), and a run into another OUTDIR
+    walked it, failing on each Xp/HFC float TIFF (values outside [0, 1])."""
+    src = tmp_path / "in"
+    png(src / "a.png", 3, 32)
+    assert run(src, "-o", src / "pp")[0] == 0
+    rc, out, err = run(src, "-o", src / "pp")
+    assert rc == 0 and "1 done, 0 failed" in out, err
+    rc, out, err = run(src, "-o", src / "pp2")
+    assert rc == 0 and "1 done, 0 failed, 1 ignored" in out and "an earlier OUTDIR" in out, err
+    assert sorted(p.name for p in (src / "pp2").glob("*.tif")) == ["a_hfc.tif", "a_xp.tif"]

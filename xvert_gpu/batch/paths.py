@@ -19,10 +19,10 @@ Rules
   walked in sorted order) wins, the other is rejected with the name of the first.
 * Safety (checked before anything is written; a violation is a :class:`UsageError`):
   no input may lie inside OUTDIR or be OUTDIR (outputs could land on inputs); OUTDIR may lie
-  inside an input folder only if it is new, empty or an earlier OUTDIR of this command (it holds
-  the manifest), and it is then left out of the walk. Any other earlier OUTDIR met while walking
-  (a folder holding a manifest) is ignored too: its images are outputs, not radiographs to enhance
-  again. An output path is always inside OUTDIR:
+  inside an input folder only if it is new, empty or an earlier OUTDIR (it holds the manifest,
+  or the marker ``xvert-gpu preprocess`` leaves), and it is then left out of the walk. Any other
+  earlier OUTDIR met while walking is ignored too: its images are outputs, not radiographs to
+  enhance again. An output path is always inside OUTDIR:
   relative names with ``..`` are refused, and :func:`safe_output` refuses to write through a
   symlink inside OUTDIR (a symlinked sub-folder could point anywhere, into the inputs too).
 """
@@ -39,10 +39,22 @@ from ..io.read import _special_kind
 from .errors import UsageError
 from .formats import input_format, output_format, output_name
 
-__all__ = ["Job", "Plan", "plan", "output_path", "safe_output", "is_within", "MANIFEST_NAME"]
+__all__ = ["Job", "Plan", "plan", "output_path", "safe_output", "is_within", "is_outdir",
+           "MANIFEST_NAME", "PREPROCESS_MARKER", "OUTDIR_MARKERS"]
 
 #: File name of the manifest inside OUTDIR (see :mod:`xvert_gpu.batch.manifest`).
 MANIFEST_NAME = "xvert_manifest.sqlite"
+
+#: File that ``xvert-gpu preprocess`` puts in its OUTDIR (it keeps no manifest).
+PREPROCESS_MARKER = ".xvert_gpu.preprocess"
+
+#: Files that mark a folder as an OUTDIR of this toolkit: it holds outputs, not inputs.
+OUTDIR_MARKERS = (MANIFEST_NAME, PREPROCESS_MARKER)
+
+
+def is_outdir(folder: str | os.PathLike) -> bool:
+    """``folder`` is an OUTDIR of ``xvert-gpu enhance`` or ``preprocess`` (holds a marker)."""
+    return any(os.path.lexists(os.path.join(folder, m)) for m in OUTDIR_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -154,7 +166,7 @@ def _is_ours(outdir: Path) -> bool:
         entries = list(outdir.iterdir())
     except OSError:
         return False
-    return not entries or (outdir / MANIFEST_NAME).exists()
+    return not entries or is_outdir(outdir)
 
 
 def _check_layout(inputs: list[str], outdir: Path, out_real: str) -> set[str]:
@@ -249,9 +261,9 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
                     result.ignored.append((full, "hidden folder"))
                 elif os.path.realpath(full) in excluded:
                     continue  # OUTDIR itself
-                elif os.path.lexists(os.path.join(full, MANIFEST_NAME)):
-                    result.ignored.append((full, "an earlier OUTDIR (holds its manifest): "
-                                                 "enhanced images, not walked"))
+                elif is_outdir(full):
+                    result.ignored.append((full, "an earlier OUTDIR (holds its manifest or "
+                                                 "marker): output images, not walked"))
                 else:
                     keep.append(d)
             dirs[:] = keep

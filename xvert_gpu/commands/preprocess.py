@@ -3,7 +3,9 @@
 INPUTs are image files and folders, chosen as ``xvert-gpu enhance`` chooses them
 (:func:`xvert_gpu.batch.paths.plan`): folders are walked recursively in sorted order and their
 tree is mirrored under OUTDIR, non-image and hidden files met there are ignored (and listed), an
-input inside OUTDIR is refused. ``a.png`` gives ``a_xp.tif`` and ``a_hfc.tif``. Two inputs with
+input inside OUTDIR is refused. ``a.png`` gives ``a_xp.tif`` and ``a_hfc.tif``. OUTDIR gets
+a marker file (``.xvert_gpu.preprocess``), so that a rerun may write into it when it lies in an
+input folder, and walks leave it out. Two inputs with
 the same output names: the second fails, naming the first. Each image is read at its true bit
 depth and scaled to [0, 1] (SPEC section 1). Each output is written to a hidden temporary file
 next to it and renamed, so no partial file has a final name; existing outputs are replaced.
@@ -71,7 +73,7 @@ def _write_tiff(target: Path, image: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch.errors import UsageError
-    from ..batch.paths import plan, safe_output
+    from ..batch.paths import PREPROCESS_MARKER, plan, safe_output
     from ..io import read_image
     from ..preprocess import preprocess
 
@@ -79,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         # The format choice only feeds _xp_name, which ignores it: outputs are always TIFF.
         the_plan = plan(list(args.images), args.out, "tiff", namer=_xp_name)
         the_plan.outdir.mkdir(parents=True, exist_ok=True)
+        # marks OUTDIR as ours: a rerun may write into it even inside an input folder, and
+        # other runs leave it out of their walks (its float TIFFs are not radiographs)
+        (the_plan.outdir / PREPROCESS_MARKER).touch()
     except (UsageError, OSError) as exc:
         print(f"xvert-gpu preprocess: error: {exc}", file=sys.stderr)
         return 2
