@@ -469,3 +469,17 @@ def test_ctrl_c_reports_the_writes_it_lets_finish(tmp_path, monkeypatch):
                   on_result=results.append)
     assert [(r.source, r.status) for r in results] == [(jobs[0].source, "done")]
     assert sorted(os.listdir(tmp_path / "out")) == ["0.png"]
+
+
+def test_a_non_dicom_named_dcm_is_failed_for_what_it_is(tmp_path):
+    """A PNG named x.dcm under --format same failed with '--format dcm needs a DICOM input ...
+    use --format same', which was the format given."""
+    from xvert_gpu.batch.work import load
+
+    write_image(tmp_path / "x.dcm", np.full((8, 10), 40, np.uint8), format="png")
+    [job] = plan([str(tmp_path / "x.dcm")], tmp_path / "out").jobs
+    assert (job.in_format, job.out_format) == ("dicom", "dicom")
+    result = load(job)
+    assert result.status == "failed"
+    assert result.error.startswith("named as a DICOM file but holds a PNG image")
+    assert "--format same" not in result.error

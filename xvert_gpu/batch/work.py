@@ -91,10 +91,15 @@ def load(job: Job) -> Loaded | Result:
                   width=int(rad.shape[1]))
     if job.out_format == "dicom" and rad.format != "dicom":
         fields["seconds"] = time.perf_counter() - t0
-        return Result(job.key, job.source, "failed",
-                      f"--format dcm needs a DICOM input to derive from (this is {rad.format}); "
-                      "a DICOM without the source's patient and study attributes would be an "
-                      "orphan; use --format same, png or tiff for it", fields)
+        if job.in_format == "dicom":  # --format same on a file named .dcm that is no DICOM
+            why = (f"named as a DICOM file but holds a {rad.format.upper()} image, so no derived "
+                   "DICOM can be written for it (it has no patient and study attributes to "
+                   "carry over); rename it to its format, or use --format png or tiff")
+        else:
+            why = (f"--format dcm needs a DICOM input to derive from (this is {rad.format}); a "
+                   "DICOM without the source's patient and study attributes would be an "
+                   "orphan; use --format same, png or tiff for it")
+        return Result(job.key, job.source, "failed", why, fields)
     return Loaded(job, rad, fields, t0)
 
 
