@@ -614,6 +614,46 @@ def test_tiff_photometric_cmyk_lab_refused_and_palette_applied(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "pil.tif").pixels, a)  # v * 256 map
 
 
+def _packed_tiff(path, a, bps):
+    """A little-endian, uncompressed, one-strip grey TIFF with ``bps``-bit samples packed
+    MSB first, rows padded to whole bytes (what 10/12/14-bit scanners write)."""
+    h, w = a.shape
+    bits = ((a[..., None].astype(np.int64) >> np.arange(bps - 1, -1, -1)) & 1).astype(np.uint8)
+    rows = bits.reshape(h, w * bps)
+    rows = np.pad(rows, ((0, 0), (0, -(w * bps) % 8)))
+    data = np.packbits(rows, axis=1).tobytes()
+    tags = [(256, w), (257, h), (258, bps), (259, 1), (262, 1), (273, None), (277, 1),
+            (278, h), (279, len(data))]
+    start = 8 + 2 + 12 * len(tags) + 4
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHII", tag, 4, 1, start if v is None else v) for tag, v in tags)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + b"\0\0\0\0" + data)
+    return path
+
+
+def test_tiff_odd_bit_depths(tmp_path, monkeypatch):
+    """Packed 12-bit samples were refused as needing imagecodecs for 'NONE compression', and
+    once decoded (imagecodecs installed) read as 16-bit data; a 1-bit TIFF was refused as
+    'sample type bool'."""
+    import importlib.util
+
+    a = _scaled(12, 32)
+    path = _packed_tiff(tmp_path / "p12.tif", a, 12)
+    if importlib.util.find_spec("imagecodecs") is None:
+        with pytest.raises(ImageReadError, match="TIFF with 12-bit packed samples needs the "
+                                                 "'imagecodecs' package"):
+            read_image(path)
+        monkeypatch.setattr(xio_tiff, "_decode_tiff_page", lambda path, page: a)  # as decoded
+    rad = read_image(path)
+    assert rad.bits == 12
+    np.testing.assert_array_equal(rad.pixels, a)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "bw.tif", a > 2000)
+    with pytest.raises(ImageReadError, match="1-bit"):
+        read_image(tmp_path / "bw.tif")
+
+
 def test_tiff_thumbnail_page_is_not_a_second_image(tmp_path):
     import tifffile
 

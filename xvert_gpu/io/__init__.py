@@ -14,7 +14,8 @@ png        8 and 16 bit grey (Pillow). A 16-bit PNG is 16-bit unless its ``sBIT`
            written as a 16-bit PNG scaled up with ``sBIT = 12``, so other viewers show it
            right and it reads back as exactly the same 12-bit pixels.
 jpeg       8-bit baseline/progressive JPEG (Pillow). Written at quality 95 (lossy).
-tiff       8 and 16 bit unsigned, float32 on [0, 1] (tifffile). ``MaxSampleValue``
+tiff       8 and 16 bit unsigned, float32 on [0, 1] (tifffile); packed 10/12/14-bit
+           samples at their own depth (decoding them needs imagecodecs). ``MaxSampleValue``
            (tag 281) of ``2**b - 1`` marks b-bit data in 16-bit samples (written so for
            12 bits). MINISWHITE is inverted so that bone is bright; a palette page goes
            through its colour map (grey entries only). LZW, JPEG and other

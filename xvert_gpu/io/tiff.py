@@ -140,7 +140,10 @@ def _decode_tiff_page(path, page) -> np.ndarray:
             if not (isinstance(e, ImportError) or "imagecodecs" in str(e)):
                 raise ImageReadError(path, f"corrupt or truncated TIFF: {type(e).__name__}: {e}") \
                     from None
-            missing = _tiff_codec_name(page, "compression")
+            bps = int(page.bitspersample)
+            # samples packed across byte boundaries (10-, 12-, 14-bit) need imagecodecs too
+            missing = (_tiff_codec_name(page, "compression") if bps % 8 == 0 or
+                       int(page.compression) != 1 else f"{bps}-bit packed samples")
         else:
             if arr.ndim == 3 and int(page.planarconfig) == 2:  # separate planes: (S, H, W)
                 arr = np.moveaxis(arr, 0, -1)
@@ -243,6 +246,10 @@ def _read_tiff(path) -> Radiograph:
         if offsets and counts and max(int(o) + int(c) for o, c in zip(offsets, counts)) > size:
             raise ImageReadError(path, "truncated TIFF: image data runs past the end of the file")
         dtype = np.dtype(page.dtype) if page.dtype is not None else None
+        stored = int(page.bitspersample)
+        if dtype == np.bool_:
+            raise ImageReadError(path, "1-bit (black and white) TIFF is not supported: a "
+                                       "radiograph needs grey levels")
         if dtype is None or not (dtype in (np.uint8, np.uint16) or dtype.kind == "f"):
             raise ImageReadError(path, f"unsupported TIFF sample type {dtype} "
                                        "(8/16-bit unsigned or float)")
@@ -270,6 +277,8 @@ def _read_tiff(path) -> Radiograph:
             inverted = True
         return Radiograph(np.ascontiguousarray(arr), 32, "tiff", str(path), inverted=inverted)
     bits = 8 if dtype == np.uint8 else 16
+    if 1 < stored < bits:  # packed 2/4/10/12/14-bit samples: their own depth
+        bits = stored
     if bits == 16 and maxsample is not None and 0 < maxsample < 65535 \
             and (maxsample + 1) & maxsample == 0 and int(arr.max()) <= maxsample:
         bits = maxsample.bit_length()
