@@ -654,6 +654,31 @@ def test_tiff_odd_bit_depths(tmp_path, monkeypatch):
         read_image(tmp_path / "bw.tif")
 
 
+def test_exif_and_tiff_orientation_is_applied(tmp_path):
+    """A JPEG/PNG with an EXIF Orientation, or a TIFF with tag 274, is shown rotated or mirrored
+    by every viewer, but was read (and its enhanced output written) as stored: a radiograph on
+    its side. Pixels now come in display order, as Pillow's exif_transpose gives them."""
+    import tifffile
+    from PIL import ImageOps
+
+    a = _sample8(64)  # 64 x 48: not square
+    for o in range(1, 9):
+        im = Image.fromarray(a)
+        exif = im.getexif()
+        exif[0x0112] = o
+        im.save(tmp_path / f"r{o}.png", exif=exif)
+        with Image.open(tmp_path / f"r{o}.png") as shown:
+            want = np.asarray(ImageOps.exif_transpose(shown))
+        tifffile.imwrite(tmp_path / f"r{o}.tif", a, extratags=[(274, "H", 1, o, True)])
+        for name in (f"r{o}.png", f"r{o}.tif"):
+            np.testing.assert_array_equal(read_image(tmp_path / name).pixels, want, err_msg=name)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees clockwise for display
+    im.save(tmp_path / "r6.jpg", exif=exif, quality=95)
+    assert read_image(tmp_path / "r6.jpg").shape == a.shape[::-1]
+
+
 def test_tiff_thumbnail_page_is_not_a_second_image(tmp_path):
     import tifffile
 

@@ -37,6 +37,9 @@ jsrt       JSRT raw ``.IMG``: 2048x2048, 12 bits in big-endian 16-bit words, no 
            (``4095 - raw``) and back again on write.
 =========  =========================================================================
 
+An EXIF (JPEG, PNG) or TIFF ``Orientation`` is applied: pixels come in the order viewers show
+them, so outputs written from them need no tag.
+
 RGB/RGBA (or grey+alpha) images whose colour channels are equal are grey (for JPEG a
 difference of up to ``JPEG_GREY_TOLERANCE`` is allowed); real colour is an error.
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from .errors import ImageReadError
-from .radiograph import JPEG_GREY_TOLERANCE, Radiograph, _check_size, _to_grey
+from .radiograph import JPEG_GREY_TOLERANCE, Radiograph, _check_size, _orient, _to_grey
 
 
 def _png_chunks(path) -> tuple[int, int, dict]:
@@ -69,6 +69,10 @@ def _read_pillow(path, fmt: str) -> Radiograph:
             raise ImageReadError(path, f"decompression bomb refused: {e}") from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise ImageReadError(path, f"corrupt or truncated {fmt.upper()}: {e}") from None
+        try:
+            orientation = im.getexif().get(0x0112)  # EXIF Orientation (JPEG, PNG eXIf)
+        except Exception:  # noqa: BLE001 - a corrupt EXIF block: show the pixels as stored
+            orientation = None
         mode = im.mode
         if mode == "1":
             im = im.convert("L")
@@ -80,7 +84,7 @@ def _read_pillow(path, fmt: str) -> Radiograph:
             raise ImageReadError(path, f"unsupported {fmt.upper()} mode {mode!r}")
         arr = np.asarray(im)
     tol = JPEG_GREY_TOLERANCE if fmt == "jpeg" else 0
-    arr = _to_grey(path, arr, tol)
+    arr = _orient(_to_grey(path, arr, tol), orientation)
     if bits == 16:
         if arr.dtype != np.uint16:
             if arr.min() < 0 or arr.max() > 65535:

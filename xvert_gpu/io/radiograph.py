@@ -83,6 +83,36 @@ def _check_size(path, rows: int, cols: int, what: str = "image") -> None:
         raise ImageReadError(path, f"{what} is {cols}x{rows}: too small (each side must be >= 2)")
 
 
+def _orient(arr: np.ndarray, orientation) -> np.ndarray:
+    """Pixels stored in EXIF/TIFF ``Orientation`` (tag 274) order -> the order they are shown in.
+
+    Viewers rotate or mirror such an image for display; a reader that ignored the tag would
+    hand the network (and write out) a radiograph turned on its side. 1 (or no tag) is upright;
+    2-8 are Pillow's ``ImageOps.exif_transpose`` operations.
+    """
+    if orientation is None:
+        return arr
+    try:
+        o = int(orientation[0] if isinstance(orientation, (tuple, list)) else orientation)
+    except (TypeError, ValueError):
+        return arr
+    if o == 2:
+        arr = arr[:, ::-1]
+    elif o == 3:
+        arr = arr[::-1, ::-1]
+    elif o == 4:
+        arr = arr[::-1]
+    elif o == 5:
+        arr = arr.swapaxes(0, 1)
+    elif o == 6:
+        arr = np.rot90(arr, -1)
+    elif o == 7:
+        arr = arr[::-1, ::-1].swapaxes(0, 1)
+    elif o == 8:
+        arr = np.rot90(arr, 1)
+    return np.ascontiguousarray(arr)
+
+
 def _to_grey(path, arr: np.ndarray, tolerance: int = 0) -> np.ndarray:
     """(H, W, C) with C in 2..4 (grey+alpha, RGB, RGBA) -> (H, W) if the colour channels agree."""
     if arr.ndim == 2:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ImageReadError
-from .radiograph import Radiograph, _check_size, _to_grey
+from .radiograph import Radiograph, _check_size, _orient, _to_grey
 
 
 #: Guards the tifffile logger level while reads in several threads silence it.
@@ -261,6 +261,8 @@ def _read_tiff(path) -> Radiograph:
         photometric = int(page.photometric) if page.photometric is not None else 1
         _check_photometric(path, page, photometric)
         arr = _tiff_to_grey(path, page, _decode_tiff_page(path, page))
+        tag = page.tags.get(274)  # Orientation: tifffile returns the samples as stored
+        arr = _orient(arr, tag.value if tag is not None else None)
         if photometric == 3:  # PALETTE: the samples are indices into the colour map
             arr, bits = _apply_palette(path, page, arr)
             return Radiograph(np.ascontiguousarray(arr), bits, "tiff", str(path))
