@@ -268,6 +268,30 @@ def test_dicom_bits_stored_masks_high_bits(tmp_path):
     assert r.as_float().max() <= 1.0
 
 
+def test_dicom_high_bit_above_bits_stored(tmp_path):
+    """HighBit 15 with BitsStored 12 (older data: the value in the top bits of each word) was
+    read as the low 12 bits of the word, i.e. noise; now the words are shifted down."""
+    pydicom = pytest.importorskip("pydicom")
+    a = _scaled(12, 64)
+    signed = a.astype(np.int16) - 2048  # 12-bit two's complement values
+    for name, words, is_signed, want in [
+            ("u.dcm", a.astype(np.uint16) << 4, False, a),
+            ("s.dcm", (signed.astype(np.uint16) & 0xFFF) << 4, True, a)]:
+        path = _make_dicom(tmp_path / name, words.view(np.int16) if is_signed else words,
+                           bits_stored=12, signed=is_signed)
+        ds = pydicom.dcmread(path)
+        ds.HighBit = 15
+        ds.save_as(path)
+        rad = read_image(path)
+        assert rad.bits == 12
+        np.testing.assert_array_equal(rad.pixels, want, err_msg=name)
+        assert (rad.dataset.BitsStored, rad.dataset.HighBit) == (12, 15)  # put back
+    ds.HighBit = 16  # beyond BitsAllocated
+    ds.save_as(tmp_path / "bad.dcm")
+    with pytest.raises(ImageReadError, match="invalid DICOM HighBit 16"):
+        read_image(tmp_path / "bad.dcm")
+
+
 def test_dicom_written_from_non_dicom(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     a = _scaled(12)

@@ -31,7 +31,8 @@ dicom      pydicom (optional: ``pip install xvert_gpu[dicom]``); compressed tran
            are an affine map of the stored ones, so on the [0, 1] scale only the
            direction matters);
            signed data is shifted onto ``[0, 2**BitsStored - 1]``; MONOCHROME1 is
-           inverted; BitsStored gives the range.
+           inverted; BitsStored gives the range (values stored in the high bits of
+           each word, HighBit above BitsStored - 1, are shifted down).
 jsrt       JSRT raw ``.IMG``: 2048x2048, 12 bits in big-endian 16-bit words, no header.
            JSRT stores film density (bone dark), so it is inverted on read
            (``4095 - raw``) and back again on write.

@@ -117,6 +117,23 @@ def _dicom_decode_error(path, tsyntax, exc: Exception) -> ImageReadError:
                                 f"corrupt or truncated ({detail})")
 
 
+def _pixels(ds, whole_words: int | None = None):
+    """``ds.pixel_array``; with ``whole_words``, the whole unsigned words of that many bits
+    (the data set's BitsStored, HighBit and PixelRepresentation are put back afterwards)."""
+    if whole_words is None:
+        return ds.pixel_array
+    keep = {k: ds[k].value for k in ("BitsStored", "HighBit", "PixelRepresentation") if k in ds}
+    try:
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = whole_words, whole_words - 1, 0
+        return ds.pixel_array.copy()
+    finally:
+        for k in ("BitsStored", "HighBit", "PixelRepresentation"):
+            if k in keep:
+                setattr(ds, k, keep[k])
+            elif k in ds:
+                delattr(ds, k)
+
+
 def _read_dicom(path, preamble: bool = True) -> Radiograph:
     """Read a DICOM file; ``preamble`` is False for a raw data set (no 'DICM' prefix)."""
     pydicom = _import_pydicom(path)
@@ -133,6 +150,8 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        high_bit = ds.get("HighBit", None)
+        high_bit = bits_stored - 1 if high_bit is None or high_bit == "" else int(high_bit)
     except Exception as e:  # noqa: BLE001
         raise ImageReadError(path, f"DICOM image attributes missing or invalid: {e}") from None
     _check_size(path, rows, cols * max(frames, 1), "DICOM")
@@ -144,11 +163,22 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     if photometric == "PALETTE COLOR":
         raise ImageReadError(path, "colour image: PALETTE COLOR DICOM is not supported")
     tsyntax = ds.file_meta.TransferSyntaxUID
+    # HighBit above BitsStored - 1 (older data): the value sits in the high bits of each word;
+    # pydicom keeps the low BitsStored bits, which would be noise
+    shift = high_bit + 1 - bits_stored
+    if shift < 0 or high_bit >= bits_alloc:
+        raise ImageReadError(path, f"invalid DICOM HighBit {high_bit} for BitsStored "
+                                   f"{bits_stored}, BitsAllocated {bits_alloc}")
+    if shift and _dicom_compressed(tsyntax):
+        raise ImageReadError(path, f"compressed DICOM with HighBit {high_bit} above BitsStored "
+                                   f"{bits_stored} - 1 is not supported")
     try:
-        arr = ds.pixel_array
+        arr = _pixels(ds, bits_alloc if shift else None)
     except Exception as e:  # noqa: BLE001 - pydicom and its plugins raise many types
         raise _dicom_decode_error(path, tsyntax, e) from None
     arr = np.asarray(arr)
+    if shift:
+        arr = arr >> shift
     if spp > 1 or arr.ndim == 3:
         arr = _to_grey(path, arr, JPEG_GREY_TOLERANCE if _dicom_compressed(tsyntax) else 0)
     if arr.shape != (rows, cols):
