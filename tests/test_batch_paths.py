@@ -162,10 +162,13 @@ def test_lock_and_stale_files(tmp_path):
                 pass
     with RunLock(tmp_path):  # released
         pass
-    stale = [touch(tmp_path / ".a.png.k2j3h4_x.tmp"), touch(tmp_path / "sub" / ".b.dcm.abcdefgh.tmp"),
-             touch(tmp_path / "sub" / "c.tif.part")]
+    stale = [touch(tmp_path / ".a.png.k2j3h4_x.tmp"), touch(tmp_path / "sub" / ".b.dcm.abcdefgh.tmp")]
+    # not ours: the user's partial download and hidden temporary file in a reused folder
     keep = [touch(tmp_path / "a.png"), touch(tmp_path / "x.part.png"), touch(tmp_path / "notes.tmp"),
-            touch(tmp_path / MANIFEST_NAME)]
+            touch(tmp_path / "sub" / "c.tif.part"), touch(tmp_path / ".notes.tmp"),
+            touch(tmp_path / ".vimrc.swp.tmp")]
+    assert clean_stale(tmp_path) == [] and all(p.exists() for p in stale)  # no manifest yet
+    keep.append(touch(tmp_path / MANIFEST_NAME))
     removed = clean_stale(tmp_path)
     assert sorted(removed) == sorted(stale)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

@@ -4,8 +4,10 @@ Outputs are written by :func:`xvert_gpu.io.write_image`: encoded into a hidden t
 ``.<name>.<random>.tmp`` *in the output's own folder* (so the final rename is atomic on the
 same file system), fsynced, then renamed over the final name. A run killed at any moment
 leaves at most such temporary files, never a partial file under a final name;
-:func:`clean_stale` removes them when the next run starts (``*.part`` files, the other common
-convention, go too). Only names of that shape are touched, and only under OUTDIR.
+:func:`clean_stale` removes them when the next run starts. Only names of exactly that shape
+(8 random characters, as ``tempfile.mkstemp`` makes them) are touched, only under OUTDIR, and
+only once OUTDIR holds the manifest: OUTDIR may be a folder that already held the user's own
+files (a partial download ``x.part``, a hidden ``.notes.tmp``), which are none of ours.
 
 :class:`RunLock` holds an exclusive ``flock`` on ``OUTDIR/.xvert_gpu.lock`` for the length of
 a run, so a second run into the same OUTDIR is refused instead of racing on the manifest and
@@ -19,13 +21,14 @@ import re
 from pathlib import Path
 
 from .errors import UsageError
+from .paths import MANIFEST_NAME
 
 __all__ = ["RunLock", "clean_stale", "STALE_PATTERN", "LOCK_NAME"]
 
 LOCK_NAME = ".xvert_gpu.lock"
 
-#: Temporary files of write_image (``.<name>.<8 random chars>.tmp``) and ``*.part`` files.
-STALE_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$|^.+\.part$")
+#: Temporary files of write_image (``.<name>.<8 random chars>.tmp``).
+STALE_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class RunLock:
@@ -72,9 +75,13 @@ class RunLock:
 def clean_stale(outdir: str | os.PathLike) -> list[Path]:
     """Delete temporary files left by killed runs anywhere under OUTDIR; return their paths.
 
-    Call it only while holding :class:`RunLock` (another run's files are not stale).
+    Call it only while holding :class:`RunLock` (another run's files are not stale). Without
+    the manifest (:data:`~xvert_gpu.batch.paths.MANIFEST_NAME`) no run has written there yet
+    (it is created before the first output), so nothing is touched.
     """
     removed = []
+    if not os.path.exists(os.path.join(outdir, MANIFEST_NAME)):
+        return removed
     for root, dirs, files in os.walk(outdir, followlinks=False):
         for name in files:
             if STALE_PATTERN.match(name):
