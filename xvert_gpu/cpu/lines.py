@@ -187,6 +187,45 @@ def _four_chains(c, m, out, forward):
         o3[x] = p3
 
 
+@nb.njit(inline="always", **_NJ)
+def _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, a, b):
+    """Exact solve along rows ys[:ny] (up to ROWS_TOGETHER, none adjacent to another)."""
+    W = u.shape[1]
+    # forward elimination as p[x] = a[x] + b[x] p[x-1]
+    for q in range(ny):
+        y = ys[q]
+        aq = a[q]
+        bq = b[q]
+        _row_rhs(f, u, cn, cw, cnw, cne, y, aq)
+        iy = rinv[y]
+        wy = cw[y]
+        for x in range(W):
+            aq[x] *= iy[x]
+            bq[x] = np.float64(wy[x]) * iy[x]
+        bq[0] = 0.0
+    if ny == ROWS_TOGETHER:
+        # forward elimination into a, then back substitution into u; at the last
+        # column cp = 0, so the backward chain may start from zero as well
+        _four_chains((a[0], a[1], a[2], a[3]), (b[0], b[1], b[2], b[3]),
+                     (a[0], a[1], a[2], a[3]), True)
+        _four_chains((a[0], a[1], a[2], a[3]),
+                     (rcp[ys[0]], rcp[ys[1]], rcp[ys[2]], rcp[ys[3]]),
+                     (u[ys[0]], u[ys[1]], u[ys[2]], u[ys[3]]), False)
+    else:
+        for q in range(ny):
+            aq = a[q]
+            bq = b[q]
+            p = 0.0
+            for x in range(W):
+                p = aq[x] + bq[x] * p
+                aq[x] = p
+            uy = u[ys[q]]
+            ey = rcp[ys[q]]
+            for x in range(W - 1, -1, -1):
+                p = aq[x] + ey[x] * p
+                uy[x] = p
+
+
 @nb.njit(parallel=True, **_NJ)
 def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
     """Exact solve along every row y with y % 2 == parity."""
@@ -194,44 +233,64 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
     L = ROWS_TOGETHER
     nrows = (H - parity + 1) // 2
     for k in nb.prange((nrows + L - 1) // L):
-        y0 = parity + 2 * L * k
+        ys = np.empty(L, np.intp)
         ny = min(L, nrows - L * k)
-        # forward elimination as p[x] = a[x] + b[x] p[x-1]
+        for q in range(ny):
+            ys[q] = parity + 2 * (L * k + q)
+        _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, np.empty((L, W)), np.empty((L, W)))
+
+
+@nb.njit(parallel=True, **_NJ)
+def relax_rows_pair(f, u, cn, cw, cnw, cne, rcp, rinv, first, bands):
+    """The rows of parity ``first``, then the others: two half-sweeps in one pass over memory.
+
+    Each of ``bands`` bands of rows (a multiple of 2 ROWS_TOGETHER rows each)
+    relaxes a group of rows of the first parity, then the rows of the second
+    parity that group has just enclosed, while their data is in cache. A row
+    of the second parity next to another band's row waits for a second,
+    parallel pass. Every line sees the same values as in two separate
+    half-sweeps, so the result is bit-identical to them.
+    """
+    H, W = u.shape
+    L = ROWS_TOGETHER
+    span = 2 * L
+    nbands = max(1, min(bands, (H + span - 1) // span))
+    per = ((H + span - 1) // span + nbands - 1) // nbands * span
+    nbands = (H + per - 1) // per
+    for bk in nb.prange(nbands):
+        y_lo = bk * per
+        y_hi = min(H, y_lo + per)
         a = np.empty((L, W))
         b = np.empty((L, W))
-        for q in range(ny):
-            y = y0 + 2 * q
-            aq = a[q]
-            bq = b[q]
-            _row_rhs(f, u, cn, cw, cnw, cne, y, aq)
-            iy = rinv[y]
-            wy = cw[y]
-            for x in range(W):
-                aq[x] *= iy[x]
-                bq[x] = np.float64(wy[x]) * iy[x]
-            bq[0] = 0.0
-        if ny == L:
-            # forward elimination into a, then back substitution into u; at the last
-            # column cp = 0, so the backward chain may start from zero as well
-            _four_chains((a[0], a[1], a[2], a[3]), (b[0], b[1], b[2], b[3]),
-                         (a[0], a[1], a[2], a[3]), True)
-            _four_chains((a[0], a[1], a[2], a[3]),
-                         (rcp[y0], rcp[y0 + 2], rcp[y0 + 4], rcp[y0 + 6]),
-                         (u[y0], u[y0 + 2], u[y0 + 4], u[y0 + 6]), False)
-        else:
+        ys = np.empty(L, np.intp)
+        zs = np.empty(L, np.intp)
+        y0 = y_lo + (first - y_lo) % 2  # the band's first row of the first parity
+        while y0 < y_hi:
+            ny = min(L, (y_hi - y0 + 1) // 2)
             for q in range(ny):
-                y = y0 + 2 * q
-                aq = a[q]
-                bq = b[q]
-                p = 0.0
-                for x in range(W):
-                    p = aq[x] + bq[x] * p
-                    aq[x] = p
-                uy = u[y]
-                ey = rcp[y]
-                for x in range(W - 1, -1, -1):
-                    p = aq[x] + ey[x] * p
-                    uy[x] = p
+                ys[q] = y0 + 2 * q
+            _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, a, b)
+            # the second-parity rows just above this group's rows: both neighbours are final
+            nz = 0
+            for q in range(ny):
+                z = ys[q] - 1
+                if z == 0 or z - 1 >= y_lo:
+                    zs[nz] = z
+                    nz += 1
+            _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, zs, nz, a, b)
+            y0 += span
+        z = H - 1  # the grid's last row, when it is of the second parity and below this band's
+        if y_hi == H and z % 2 != first and (z == 0 or z - 1 >= y_lo):
+            zs[0] = z
+            _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, zs, 1, a, b)
+    # the second-parity rows at the seams between bands
+    for bk in nb.prange(nbands - 1):
+        z = (bk + 1) * per  # the next band's first row (even), or the row above it
+        if z % 2 == first:
+            z -= 1
+        ys = np.empty(1, np.intp)
+        ys[0] = z
+        _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, 1, np.empty((1, W)), np.empty((1, W)))
 
 
 @nb.njit(inline="always", **_NJ)

@@ -137,6 +137,27 @@ def apply_row(u, mass, cn, cw, cnw, cne, y, out):
 
 
 @nb.njit(inline="always", **_NJ)
+def row_dot(a, b):
+    """sum a[j] b[j] in float64 over two rows, in four interleaved partial sums.
+
+    Without fast-math LLVM keeps a reduction in order, one dependent add per
+    element; four independent sums run 2x faster (the rounding differs from
+    one sum by a few float64 ulps).
+    """
+    n = a.shape[0]
+    m = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for j in range(0, m, 4):
+        s0 += np.float64(a[j]) * b[j]
+        s1 += np.float64(a[j + 1]) * b[j + 1]
+        s2 += np.float64(a[j + 2]) * b[j + 2]
+        s3 += np.float64(a[j + 3]) * b[j + 3]
+    for j in range(m, n):
+        s0 += np.float64(a[j]) * b[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@nb.njit(inline="always", **_NJ)
 def chunks(H):
     """Row blocks for a parallel loop: enough to balance threads, few enough to reuse buffers."""
     return min(H, 32)
@@ -168,10 +189,7 @@ def apply_dot(u, mass, cn, cw, cnw, cne, out):
         part = 0.0
         for y in range(t * H // T, (t + 1) * H // T):
             apply_row(u, mass, cn, cw, cnw, cne, y, row)
-            uy = u[y]
-            oy = out[y]
-            for x in range(W):
-                oy[x] = row[x]
-                part += uy[x] * row[x]
+            out[y] = row
+            part += row_dot(u[y], row)
         parts[t] = part
     return parts.sum()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .stencil import _NJ
+from .stencil import _NJ, row_dot
 
 
 @nb.njit(parallel=True, **_NJ)
@@ -14,13 +14,10 @@ def update_solution(x, r, p, q, a):
     H, W = x.shape
     rows = np.zeros(H)
     for y in nb.prange(H):
-        s = 0.0
         for j in range(W):
             x[y, j] += a * p[y, j]
-            v = r[y, j] - a * q[y, j]
-            r[y, j] = v
-            s += v * v
-        rows[y] = s
+            r[y, j] -= a * q[y, j]
+        rows[y] = row_dot(r[y], r[y])
     return rows.sum()
 
 
@@ -29,10 +26,7 @@ def dot(a, b):
     H, W = a.shape
     rows = np.zeros(H)
     for y in nb.prange(H):
-        s = 0.0
-        for j in range(W):
-            s += np.float64(a[y, j]) * b[y, j]
-        rows[y] = s
+        rows[y] = row_dot(a[y], b[y])
     return rows.sum()
 
 
