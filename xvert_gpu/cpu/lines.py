@@ -12,6 +12,9 @@ equations, because they are most of the solver's time:
   wrap-around checked and stays scalar);
 - the serial recurrences of four rows run interleaved, so that four
   independent dependency chains hide each other's latency;
+- the two row half-sweeps of one sweep run as one pass (:func:`relax_rows_pair`):
+  the rows of the second parity follow the group of first-parity rows that
+  encloses them, while that group's data is in cache;
 - columns are eliminated row by row across a wide block of columns: the
   right-hand sides of both parities are formed with unit stride (SIMD over
   memory that a strided walk would read anyway), then the relaxed parity's
