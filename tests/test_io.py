@@ -581,6 +581,23 @@ def test_tiff_codec_missing_everywhere_is_named(tmp_path):
     assert "JPEG2000" in reason and "imagecodecs" in reason and "corrupt" not in reason
 
 
+def test_animated_png_is_refused(tmp_path):
+    """An APNG holds several images; reading its first frame alone would pass silently."""
+    from PIL import Image
+
+    frames = [Image.fromarray((_scaled(8, 32) // k).astype(np.uint8)) for k in (1, 2, 3)]
+    p = tmp_path / "cine.png"
+    frames[0].save(p, save_all=True, append_images=frames[1:])
+    with Image.open(p) as im:
+        assert im.n_frames == 3  # Pillow wrote an animated PNG
+    with pytest.raises(ImageReadError) as ei:
+        read_image(p)
+    assert "animated PNG with 3 frames" in ei.value.reason and "cine.png" in str(ei.value)
+    single = tmp_path / "still.png"
+    frames[0].save(single)
+    assert read_image(single).pixels.shape == _scaled(8, 32).shape
+
+
 @pytest.mark.parametrize("kind,count", [("imwrite_stack", 3), ("pages", 3), ("series", 2),
                                         ("planes", 2)])
 def test_multi_page_tiff_is_refused(tmp_path, kind, count):

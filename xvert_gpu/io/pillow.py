@@ -48,6 +48,10 @@ def _read_pillow(path, fmt: str) -> Radiograph:
         if actual not in ("png", "jpeg"):
             raise ImageReadError(path, f"{im.format} image: not a PNG or JPEG")
         fmt = actual
+        frames = getattr(im, "n_frames", 1)
+        if frames != 1:  # an animated PNG (APNG): Pillow would give its first frame only
+            raise ImageReadError(path, f"animated PNG with {frames} frames: one radiograph per "
+                                       "file is supported")
         cols, rows = im.size
         _check_size(path, rows, cols, fmt.upper())
         bits = 8
