@@ -190,7 +190,7 @@ def _four_chains(c, m, out, forward):
         o3[x] = p3
 
 
-@nb.njit(inline="always", **_NJ)
+@nb.njit(**_NJ)  # a call, not inlined: its four call sites would quadruple the compile time
 def _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, a, b):
     """Exact solve along rows ys[:ny] (up to ROWS_TOGETHER, none adjacent to another)."""
     W = u.shape[1]
