@@ -466,3 +466,17 @@ def test_real_dicoms_give_derived_dicoms(tmp_path, enhance):
         assert ds.SOPInstanceUID != source.dataset.SOPInstanceUID
         assert ds.StudyInstanceUID == source.dataset.StudyInstanceUID
         assert "XVertNet" in ds.DerivationDescription
+
+
+def test_a_refused_file_named_two_ways_has_one_manifest_row(tmp_path, enhance):
+    """The manifest keys refusals as it keys jobs: a path through '..' is the same input."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    bad = src / "notes.xyz"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    for named in (bad, src / "sub" / ".." / "notes.xyz"):
+        rc, _, _ = enhance(named, "-o", out, "-q")
+        assert rc == 1
+    rows = manifest_rows(out)
+    assert list(rows) == [str(bad)] and rows[str(bad)]["attempts"] == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -129,7 +130,7 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
             summary.failed.append((source, reason))
 
         for source, reason in the_plan.rejected:
-            fail(source, str(Path(source).absolute()), reason)
+            fail(source, os.path.abspath(source), reason)  # the key jobs use: ".." resolved
         todo = []
         for job in the_plan.jobs:
             action, reason = decide(job, manifest, outdir, job_params(job), model,
