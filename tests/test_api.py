@@ -44,7 +44,7 @@ def test_bad_parameters(func, kw, match):
         func(np.zeros((8, 8), np.float32), **kw)
 
 
-@pytest.mark.parametrize("e_floor", [0, -1e-3, "0.001", None, float("nan")])
+@pytest.mark.parametrize("e_floor", [0, -1e-3, "0.001", None, float("nan"), float("inf")])
 def test_bad_e_floor(e_floor):
     with pytest.raises(ValueError, match="e_floor"):
         xvert_gpu.preprocess(np.zeros((8, 8), np.float32), e_floor=e_floor)

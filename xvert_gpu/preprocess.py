@@ -7,7 +7,7 @@ from typing import Any
 
 from . import backends
 from .arrays import array_module, caller_stream, to_working
-from .wls import SolveInfo, _check_params, _is_real, move_like, move_to, smooth_array
+from .wls import SolveInfo, _check_params, _check_real, move_like, move_to, smooth_array
 
 
 @dataclass
@@ -66,7 +66,8 @@ def preprocess(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     Preprocessed
     """
     _check_params(lam, alpha, eps, delta, tol, maxiter)
-    if not _is_real(e_floor) or not float(e_floor) > 0:
+    _check_real("e_floor", e_floor)
+    if not float(e_floor) > 0:
         raise ValueError(f"e_floor must be > 0; got {e_floor}")
     x, back = to_working(image)
     backend = backends.resolve(device, x)
