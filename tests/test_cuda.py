@@ -611,6 +611,17 @@ def detail_difference(g, g_ref, x):
     return np.linalg.norm(g.astype(np.float64) - g_ref) / max(den, 1e-30)
 
 
+def assert_history_close(got, want):
+    """The first three relative residuals of two PCG runs follow one another.
+
+    The CPU smoother solves its lines in float32 and the CUDA one in float64 before rounding u to
+    float32. With couplings up to 1e4, a line solved to float32 rounding leaves a residual of
+    about 1e-4 of the right-hand side, so smaller residuals (one iteration on a single-line
+    image, where the smoother solves the whole system) are compared only to that level.
+    """
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-3, atol=1e-4 * want[0])
+
+
 @pytest.mark.parametrize("shape", [(37, 53), (1, 40), (40, 1), (1, 600), (33, 17), (1, 1)])
 def test_system_protocol_matches_cpu(dev, shape):
     im = image(shape, "real", 3)
@@ -620,7 +631,7 @@ def test_system_protocol_matches_cpu(dev, shape):
     g_ref, it_ref, hist_ref, ok_ref = cpu_solve(im, 1e-6, from_image=False)
     assert (info == 0) == ok_ref
     assert abs((len(history) - 1) - it_ref) <= 1
-    np.testing.assert_allclose(history[:3], hist_ref[:3], rtol=1e-4, atol=1e-8)
+    assert_history_close(history, hist_ref)
     assert detail_difference(dev.get(g), g_ref, im) < 1e-5
     # a starting guess goes through the float64 operator apply
     g2, info2 = krylov.pcg(cuda_system, x0=dev.put(g_ref.astype(np.float64)), tol=1e-6)
@@ -648,7 +659,7 @@ def test_solve_batch_matches_cpu(dev, shape, kinds):
         assert conv[n] == ok_ref
         assert abs(iters[n] - it_ref) <= 1, (n, iters[n], it_ref)
         assert len(hists[n]) == iters[n] + 1
-        np.testing.assert_allclose(hists[n][:3], hist_ref[:3], rtol=1e-4, atol=1e-8)
+        assert_history_close(hists[n], hist_ref)
         if kinds[n] == "zeros":
             assert iters[n] == 0 and hists[n] == [0.0]
             assert not g[n].any()

@@ -96,9 +96,9 @@ def test_fused_row_pair_is_two_half_sweeps(shape, nine, first):
     rows, cols = lines.factor_arrays(shape)
     lines.line_factors(*op, *rows, *cols)
     rng = np.random.default_rng(7)
-    # the solver's own argument types (float64 residual on the finest, 5-point level; float32
-    # on the 9-point coarse ones), so that the test reuses its compiled kernels
-    f = rng.random(shape).astype(np.float32 if nine else np.float64)
+    # the solver's own argument types (float32 right-hand sides and corrections on every level),
+    # so that the test reuses its compiled kernels
+    f = rng.random(shape).astype(np.float32)
     u0 = rng.random(shape).astype(np.float32)
     _, cn, cw, cnw, cne = op
     want = u0.copy()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
-from . import lines, transfer
+from . import lines, transfer, vectors
 from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
@@ -110,10 +110,16 @@ class Hierarchy:
 
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
         """z = B r, with B the symmetric V-cycle approximation of A^-1."""
-        self._cycle(0, r, z)
+        f = r
+        if r.dtype != z.dtype:
+            # every fine-level kernel reads f: in z's precision it costs half the bytes, and the
+            # lines are solved in that precision anyway (rounding r changes z by 1e-7 relative)
+            f = self.levels[0].buffer("f", z.dtype)
+            vectors.copy(r, f)
+        self._cycle(0, f, z)
         if self.plateaus is not None:
             # the post-smoother ends on the even rows: their residual is zero
-            self.plateaus.correct(r, z, odd_rows_only=True)
+            self.plateaus.correct(f, z, odd_rows_only=True)
 
     def _cycle(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
         level = self.levels[k]

@@ -37,3 +37,12 @@ def update_direction(p, z, beta):
     for y in nb.prange(H):
         for j in range(W):
             p[y, j] = z[y, j] + beta * p[y, j]
+
+
+@nb.njit(parallel=True, **_NJ)
+def copy(src, dst):
+    """dst[...] = src, converted to dst's type (in parallel, unlike NumPy's copy)."""
+    H, W = src.shape
+    for y in nb.prange(H):
+        for j in range(W):
+            dst[y, j] = src[y, j]
