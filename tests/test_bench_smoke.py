@@ -28,6 +28,8 @@ def test_bench_quick_writes_json(tmp_path, capsys):
         assert row["jacobi_pcg"]["detail_error"] <= ours["detail_error"]
         assert row["scipy_direct"]["speedup"] > 0
     assert data["preprocess"]["images_per_s"] > 0
+    mem = data["peak_memory"]
+    assert mem["size"] == 64 and mem["bytes"] > 0 and mem["how"] in ("VmHWM", "ru_maxrss")
     e2e = data["end_to_end"]
     assert e2e["size"] == 80 and e2e["images"] == 2 and e2e["model"] == "default"
     assert set(e2e["seconds_per_image"]) == {"read", "preprocess", "network", "write", "other"}
@@ -35,6 +37,17 @@ def test_bench_quick_writes_json(tmp_path, capsys):
     assert e2e["pipeline_images_per_s"] > 0 and e2e["io_only_images_per_s"] > e2e["pipeline_images_per_s"]
     table = capsys.readouterr().out
     assert "pyamg_rs" in table and "speed-up" in table and "end to end" in table
+    assert "peak memory of one solve at 64^2" in table
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measured through /proc")
+def test_peak_memory_of_a_2048_solve_is_under_30_images():
+    """Issue 2: a 2048^2 solve peaks under 30 float32 images' worth (the output included)."""
+    from xvert_gpu.bench_memory import peak_memory
+
+    mem = peak_memory(2048, "cpu")
+    assert "bytes" in mem, mem
+    assert 2 < mem["images"] < 30, mem
 
 
 def test_bench_rejects_bad_sizes():

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__, anchors, backends
 from .arrays import to_numpy
+from .bench_memory import peak_memory
 from .preprocess import preprocess
 from .reference import detail_error
 from .samples import NAMES, load_sample
@@ -157,6 +158,13 @@ def print_table(results: dict) -> None:
                 continue
             print(f"{row['size']:>6} {name:<14} {r['seconds']:>9.3f} {_fmt(r.get('iterations'), '>6')} "
                   f"{_fmt(r.get('detail_error'), '>11.2e')} {_fmt(r.get('speedup'), '>9.1f')}")
+    m = results.get("peak_memory")
+    if m:
+        if "bytes" in m:
+            print(f"\npeak memory of one solve at {m['size']}^2: {m['bytes'] / 2**20:.0f} MiB = "
+                  f"{m['images']:.1f} float32 images (issue 2's limit at 2048^2: 30; {m['how']})")
+        else:
+            print(f"\npeak memory at {m['size']}^2: {m['note']}")
     if "copy_bandwidth_GBps" in results:
         print(f"\ndevice-to-device copy: {results['copy_bandwidth_GBps']:.0f} GB/s")
     p = results.get("preprocess")
@@ -223,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precisions", default=None,
                     help="inference precisions to time, e.g. fp32,bf16 (default: all the device has; "
                          "bf16 is very slow on CPUs without bf16 instructions)")
+    ap.add_argument("--no-memory", dest="memory", action="store_false", default=True,
+                    help="skip the peak memory of one solve at the largest size")
     ap.add_argument("--no-e2e", dest="e2e", action="store_false", default=True,
                     help="skip the end-to-end section (PNG in, enhanced PNG out)")
     ap.add_argument("--e2e-size", type=int, default=None, help="end-to-end image size (default 1024; quick: 256)")
@@ -245,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         results["copy_bandwidth_GBps"] = anchors.copy_bandwidth()
     for size in sizes:
         results["wls"].append(bench_wls(size, device, args.direct_max, args.jacobi_max, repeats))
+    if args.memory:
+        _progress(f"peak memory of one solve at {max(sizes)}^2")
+        results["peak_memory"] = {"size": max(sizes), **peak_memory(max(sizes), device)}
     _progress("preprocess throughput")
     results["preprocess"] = bench_preprocess(device, 2 if args.quick else args.batch,
                                              min(512, max(sizes)), repeats)
