@@ -480,3 +480,50 @@ def test_a_refused_file_named_two_ways_has_one_manifest_row(tmp_path, enhance):
         assert rc == 1
     rows = manifest_rows(out)
     assert list(rows) == [str(bad)] and rows[str(bad)]["attempts"] == 2
+
+
+def test_a_changed_input_that_fails_takes_its_stale_output_with_it(tmp_path, enhance,
+                                                                    monkeypatch):
+    """An input enhanced, then truncated: the rerun failed on it but left the output made from
+    its old content, which looked like a valid result of the input as it now is. The output
+    is now removed (and the failure says so), but only when it is the file this command wrote
+    for that input, and only when it was made from other bytes than the input now holds."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(("a.png", "b.png", "c.png")):
+        Image.fromarray(crop(70 + i)).save(src / name)
+    out = tmp_path / "out"
+    assert enhance(src, "-o", out, "-q")[0] == 0
+    data = {name: (src / name).read_bytes() for name in ("a.png", "b.png")}
+    (src / "a.png").write_bytes(data["a.png"][: len(data["a.png"]) // 2])
+    (src / "b.png").write_bytes(data["b.png"][: len(data["b.png"]) // 2])
+    (out / "b.png").write_bytes(b"the user's own file now")  # no longer what this command wrote
+
+    rc, stdout, stderr = enhance(src, "-o", out, "-q")
+    assert rc == 1 and "0 done, 1 skipped (already done), 2 failed" in stdout
+    removed = (f"its earlier output {out / 'a.png'}, made from the input's previous content, "
+               "was removed")
+    assert f"{src / 'a.png'}: " in stdout and removed in stdout and removed in stderr
+    assert not (out / "a.png").exists()
+    assert (out / "b.png").read_bytes() == b"the user's own file now"  # never its to delete
+    assert "removed" not in [ln for ln in stdout.splitlines() if str(src / "b.png") in ln][0]
+    row = manifest_rows(out)[str(src / "a.png")]
+    assert row["status"] == "failed" and removed in row["error"]
+    assert row["out_sha256"] is None and row["out_size"] is None
+    assert set(image_files(out)) == {"b.png", "c.png"}
+
+    # the input as it was: done again; an attempt that fails on the same bytes keeps the output
+    (src / "a.png").write_bytes(data["a.png"])
+    assert "1 done" in enhance(src / "a.png", "-o", out, "-q")[1]
+    written = (out / "a.png").read_bytes()
+    from xvert_gpu.enhancer import Enhancer
+
+    def broken(self, *args, **kwargs):
+        raise FloatingPointError("no convergence")
+
+    monkeypatch.setattr(Enhancer, "enhance", broken)
+    rc, stdout, _ = enhance(src / "a.png", "-o", out, "-q", "--no-resume")
+    assert rc == 1 and "enhancement failed" in stdout and "removed" not in stdout
+    assert (out / "a.png").read_bytes() == written  # still the result of the input as it is

@@ -486,3 +486,31 @@ def test_a_non_dicom_named_dcm_is_failed_for_what_it_is(tmp_path):
     assert result.status == "failed"
     assert result.error.startswith("named as a DICOM file but holds a PNG image")
     assert "--format same" not in result.error
+
+
+def test_remove_stale_output_deletes_only_its_own_output_of_other_bytes(tmp_path):
+    """The rules of :func:`remove_stale_output` one by one (see also test_batch.py)."""
+    import hashlib
+
+    from xvert_gpu.batch.outdir import remove_stale_output
+
+    out = tmp_path / "out"
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    recorded = {"sha256": sha(b"old input"), "out_sha256": sha(b"enhanced")}
+    changed, same = {"sha256": sha(b"new input")}, {"sha256": sha(b"old input")}
+    touch(out / "a.png", b"enhanced")
+    assert remove_stale_output(out, "a.png", recorded, same) is None  # still its result
+    assert remove_stale_output(out, "a.png", recorded, {}) is None  # input not hashed: unknown
+    assert remove_stale_output(out, "a.png", {**recorded, "out_sha256": None}, changed) is None
+    assert (out / "a.png").exists()
+    touch(out / "b.png", b"edited by the user")  # not the bytes this command wrote
+    assert remove_stale_output(out, "b.png", recorded, changed) is None
+    assert (out / "b.png").exists()
+    touch(tmp_path / "elsewhere.png", b"enhanced")
+    os.symlink(tmp_path / "elsewhere.png", out / "c.png")  # never followed
+    assert remove_stale_output(out, "c.png", recorded, changed) is None
+    assert (tmp_path / "elsewhere.png").exists() and os.path.islink(out / "c.png")
+    assert remove_stale_output(out, "missing.png", recorded, changed) is None
+    note = remove_stale_output(out, "a.png", recorded, changed)
+    assert note.endswith("was removed") and str(out / "a.png") in note
+    assert not (out / "a.png").exists()

@@ -12,18 +12,27 @@ files (a partial download ``x.part``, a hidden ``.notes.tmp``), which are none o
 :class:`RunLock` holds an exclusive ``flock`` on ``OUTDIR/.xvert_gpu.lock`` for the length of
 a run, so a second run into the same OUTDIR is refused instead of racing on the manifest and
 on the temporary files. The kernel drops the lock when the process dies, even by SIGKILL.
+
+:func:`remove_stale_output` deletes an output that no longer belongs to its input: an input
+enhanced, then changed (truncated, corrupted, replaced), whose new attempt fails, would
+otherwise keep an output made from its old content that looks like a valid result of the
+input as it now is. Only a file the manifest shows this command wrote for that input, with
+the bytes it recorded, is ever deleted.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
+from typing import Any, Mapping
 
+from ..io import file_sha256
 from .errors import UsageError
-from .paths import MANIFEST_NAME
+from .paths import MANIFEST_NAME, output_path
 
-__all__ = ["RunLock", "clean_stale", "STALE_PATTERN", "LOCK_NAME"]
+__all__ = ["RunLock", "clean_stale", "remove_stale_output", "STALE_PATTERN", "LOCK_NAME"]
 
 LOCK_NAME = ".xvert_gpu.lock"
 
@@ -92,3 +101,52 @@ def clean_stale(outdir: str | os.PathLike) -> list[Path]:
                 except OSError:
                     pass
     return removed
+
+
+def remove_stale_output(outdir: str | os.PathLike, rel: str, recorded: Mapping[str, Any],
+                        read: Mapping[str, Any]) -> str | None:
+    """After a failed attempt, delete its output when that output is stale; say what was done.
+
+    Parameters
+    ----------
+    outdir : path
+        OUTDIR (resolved).
+    rel : str
+        The output path relative to OUTDIR.
+    recorded : mapping
+        The manifest row of the input and ``rel`` as it was *before* the attempt started:
+        ``out_sha256`` (the output this command wrote) and ``sha256`` (the input it was made from).
+    read : mapping
+        What the failed attempt found: ``sha256`` of the input as it is now (absent when the
+        input could not even be hashed).
+
+    Returns
+    -------
+    str or None
+        A clause for the failure's reason when the output was deleted (or should have been
+        and could not be); None when it was left alone.
+
+    Notes
+    -----
+    The output is deleted only when (1) it is this command's: a regular file whose bytes are
+    the ``out_sha256`` the manifest recorded for this very input (a file the user replaced or
+    edited since is theirs, and is never touched), and (2) it was made from other input bytes
+    than the attempt read. When the input could not be hashed (gone, unreadable), or was read
+    with the same bytes (the attempt failed for another reason: memory, a full disk, a new
+    model), the output is still the result of the input as it is and stays.
+    """
+    made_from, now, wrote = recorded.get("sha256"), read.get("sha256"), recorded.get("out_sha256")
+    if not (made_from and now and wrote) or now == made_from:
+        return None
+    out = output_path(outdir, rel)
+    try:
+        if not stat.S_ISREG(os.lstat(out).st_mode) or file_sha256(out) != wrote:
+            return None  # gone, a symlink, or not the bytes this command wrote: not ours
+    except (OSError, ValueError):
+        return None
+    try:
+        out.unlink()
+    except OSError as exc:
+        return (f"its earlier output {out}, made from the input's previous content, could not "
+                f"be removed ({exc.strerror or exc}): delete it, it is not a result of this input")
+    return f"its earlier output {out}, made from the input's previous content, was removed"

@@ -4,8 +4,10 @@ Order of events: check the settings and the layout and plan the files (nothing w
 any problem is a :class:`UsageError`); load the model (or start the Dask cluster and ask a
 worker for the model identity); create OUTDIR, take its lock, delete stale temporary files,
 open the manifest; record the rejected files, decide for every planned file (skip, run or
-refuse, :mod:`xvert_gpu.batch.resume`); run the rest locally or on Dask; close the run's
-manifest row and return the :class:`Summary`.
+refuse, :mod:`xvert_gpu.batch.resume`); run the rest locally or on Dask (a failed file whose
+output was made from the input's previous content loses that output,
+:func:`~xvert_gpu.batch.outdir.remove_stale_output`); close the run's manifest row and return
+the :class:`Summary`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .. import __version__
 from .errors import UsageError
 from .manifest import Manifest
 from .options import BatchOptions, default_workers
-from .outdir import RunLock, clean_stale
+from .outdir import RunLock, clean_stale, remove_stale_output
 from .paths import MANIFEST_NAME, Job, plan
 from .report import Progress, Summary
 from .resume import REFUSE, SKIP, decide, job_params
@@ -80,6 +82,17 @@ def _open_manifest(path: Path) -> Manifest:
         raise UsageError(f"cannot use the manifest {path}: {type(exc).__name__}: {exc} (run the "
                          "xvert_gpu that wrote it, move it away to start a new record, or choose "
                          "another OUTDIR)") from None
+
+
+def _drop_stale_output(result: Result, outdir: str, rel: str, recorded: dict) -> None:
+    """Remove a failed file's output if it was made from the input's previous content, and
+    say so in ``result`` (its reason, and no output size or hash for the manifest)."""
+    note = remove_stale_output(outdir, rel, recorded, result.fields)
+    if note is None:
+        return
+    result.error = f"{result.error or 'unknown error'}; {note}"
+    if note.endswith("was removed"):
+        result.fields.update(out_size=None, out_sha256=None)
 
 
 def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary:
@@ -147,11 +160,20 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
 
         # A Result names its input only; the plan has one job per input, so its output is this.
         output_of = {job.key: job.rel for job in todo}
+        # The row of each started file as it was before its attempt (start() marks it running,
+        # and a failed finish() records the new input's hash): what its output was made from.
+        before: dict[str, dict] = {}
 
         def on_start(job: Job) -> None:
+            row = manifest.get(job.key, job.rel)
+            if row is not None and row["out_sha256"]:
+                before[job.key] = dict(row)
             manifest.start(job.key, job.rel, run, job_params(job), model)
 
         def on_result(result: Result) -> None:
+            recorded = before.pop(result.key, None)
+            if result.status == "failed" and recorded is not None:
+                _drop_stale_output(result, str(outdir), output_of[result.key], recorded)
             manifest.finish(result.key, output_of[result.key], result.status,
                             {**result.fields, "error": result.error}, model=result.model)
             if result.status == "done":
