@@ -527,3 +527,41 @@ def test_a_changed_input_that_fails_takes_its_stale_output_with_it(tmp_path, enh
     rc, stdout, _ = enhance(src / "a.png", "-o", out, "-q", "--no-resume")
     assert rc == 1 and "enhancement failed" in stdout and "removed" not in stdout
     assert (out / "a.png").read_bytes() == written  # still the result of the input as it is
+
+
+def test_runs_into_nested_outdirs_are_refused_while_both_would_run(tmp_path, enhance):
+    """A run into out/ while another wrote into out/sub/ (or the other way round): each OUTDIR
+    had its own lock, so both ran. The outer run's start deleted the inner run's temporary
+    files in flight (its rename then fails), and both wrote out/sub/<name>, each recording as
+    done a file the other may have replaced. A run is now refused (exit 2, nothing written)
+    while a run into an OUTDIR inside its own, or containing it, is going on."""
+    from PIL import Image
+
+    from xvert_gpu.batch.outdir import RunLock
+
+    src, other = tmp_path / "in", tmp_path / "other"
+    (src / "sub").mkdir(parents=True)
+    other.mkdir()
+    Image.fromarray(crop(80)).save(src / "sub" / "x.png")
+    Image.fromarray(crop(81)).save(other / "y.png")
+    out = tmp_path / "out"
+    inner = out / "sub"
+    assert enhance(src, "-o", out, "-q")[0] == 0
+    written = (inner / "x.png").stat().st_mtime_ns
+
+    with RunLock(inner):  # another run into out/sub/, writing y.png right now
+        inflight = inner / ".y.png.k2j3h4ab.tmp"
+        inflight.write_bytes(b"half of an output")
+        rc, _, stderr = enhance(src, "-o", out, "-q", "--no-resume")
+        assert rc == 2, stderr
+        assert f"another xvert-gpu enhance (pid {os.getpid()}) is writing to {inner}" in stderr
+        assert "inside OUTDIR" in stderr
+        assert inflight.exists() and (inner / "x.png").stat().st_mtime_ns == written
+        inflight.unlink()
+    with RunLock(out):  # the other way round
+        rc, _, stderr = enhance(other, "-o", inner / "deep", "-q")
+        assert rc == 2 and f"is writing to {out}, which contains OUTDIR" in stderr, stderr
+        assert not (inner / "deep" / "y.png").exists()
+    # one after the other: fine
+    assert enhance(other, "-o", inner / "deep", "-q")[0] == 0
+    assert enhance(src, "-o", out, "-q")[0] == 0

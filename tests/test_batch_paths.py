@@ -514,3 +514,29 @@ def test_remove_stale_output_deletes_only_its_own_output_of_other_bytes(tmp_path
     note = remove_stale_output(out, "a.png", recorded, changed)
     assert note.endswith("was removed") and str(out / "a.png") in note
     assert not (out / "a.png").exists()
+
+
+def test_a_folder_that_becomes_an_outdir_during_the_walk_is_not_walked(tmp_path, monkeypatch):
+    """An earlier OUTDIR inside an input folder was told by its marker when its parent was
+    listed. Another run that makes that folder its OUTDIR later, but before the walk gets into
+    it (it writes its manifest before any output), had its outputs planned as inputs. The
+    marker is now looked for again once the folder itself is listed."""
+    from xvert_gpu.batch import paths
+
+    src = tmp_path / "in"
+    touch(src / "a.png")
+    (src / "enh").mkdir()  # empty: another run's OUTDIR-to-be
+    real_walk = os.walk
+
+    def walk_while_another_run_starts(top, *args, **kwargs):
+        for entry in real_walk(top, *args, **kwargs):
+            yield entry
+            if entry[0] == str(src):  # the other run starts now: manifest, then an output
+                touch(src / "enh" / MANIFEST_NAME)
+                touch(src / "enh" / "b.png")
+
+    monkeypatch.setattr(paths.os, "walk", walk_while_another_run_starts)
+    p = plan([str(src)], tmp_path / "out")
+    assert [j.rel for j in p.jobs] == ["a.png"]
+    assert [why for path, why in p.ignored if path == str(src / "enh")] == \
+        ["an earlier OUTDIR (holds its manifest or marker): output images, not walked"]
