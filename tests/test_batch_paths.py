@@ -540,3 +540,42 @@ def test_a_folder_that_becomes_an_outdir_during_the_walk_is_not_walked(tmp_path,
     assert [j.rel for j in p.jobs] == ["a.png"]
     assert [why for path, why in p.ignored if path == str(src / "enh")] == \
         ["an earlier OUTDIR (holds its manifest or marker): output images, not walked"]
+
+
+def test_inputs_that_cannot_give_their_output_fail_before_decoding(tmp_path, monkeypatch):
+    """A PNG named .IMG (JSRT raw out, --format same) was decoded and enhanced, then failed at
+    the write ('JSRT raw images are 2048x2048'; at 2048x2048 it was written as JSRT raw); a
+    non-DICOM under --format dcm was hashed and decoded before it was refused. Both now fail
+    from the file's first bytes, before decoding, with the reason; valid files go on."""
+    from xvert_gpu.batch import work
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "fake.IMG", np.full((8, 10), 40, np.uint8), format="png")
+    write_image(src / "plain.png", np.full((8, 10), 41, np.uint8))
+    write_image(src / "t.tif", np.full((8, 10), 42, np.uint8), format="tiff")
+    write_image(src / "good.png", np.full((8, 10), 43, np.uint8))
+    out = tmp_path / "out"
+    decoded = []
+    real_read = work.read_image
+    monkeypatch.setattr(work, "read_image", lambda path: decoded.append(path) or real_read(path))
+    enh = FakeEnhancer()
+
+    def run(names, choice):
+        results = []
+        run_local(enh, plan([str(src / n) for n in names], out, choice).jobs, str(out),
+                  batch_size=1, workers=2, on_result=results.append)
+        return {os.path.basename(r.source): (r.status, r.error) for r in results}
+
+    same = run(["fake.IMG", "good.png"], "same")
+    dcm = run(["plain.png", "t.tif", "fake.IMG"], "dcm")
+    assert decoded == [str(src / "good.png")] and len(enh.calls) == 1  # only the valid file
+    assert same["good.png"] == ("done", None)
+    status, error = same["fake.IMG"]
+    assert status == "failed" and error.startswith("named as a JSRT raw file (.IMG) but holds a "
+                                                   "PNG image"), error
+    for name, fmt in (("plain.png", "png"), ("t.tif", "tiff"), ("fake.IMG", "png")):
+        status, error = dcm[name]
+        assert status == "failed" and error.startswith(
+            f"--format dcm needs a DICOM input to derive from (this is {fmt})"), (name, error)
+    assert sorted(os.listdir(out)) == ["good.png"]
