@@ -480,3 +480,88 @@ def test_a_refused_file_named_two_ways_has_one_manifest_row(tmp_path, enhance):
         assert rc == 1
     rows = manifest_rows(out)
     assert list(rows) == [str(bad)] and rows[str(bad)]["attempts"] == 2
+
+
+def test_a_changed_input_that_fails_takes_its_stale_output_with_it(tmp_path, enhance,
+                                                                    monkeypatch):
+    """An input enhanced, then truncated: the rerun failed on it but left the output made from
+    its old content, which looked like a valid result of the input as it now is. The output
+    is now removed (and the failure says so), but only when it is the file this command wrote
+    for that input, and only when it was made from other bytes than the input now holds."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(("a.png", "b.png", "c.png")):
+        Image.fromarray(crop(70 + i)).save(src / name)
+    out = tmp_path / "out"
+    assert enhance(src, "-o", out, "-q")[0] == 0
+    data = {name: (src / name).read_bytes() for name in ("a.png", "b.png")}
+    (src / "a.png").write_bytes(data["a.png"][: len(data["a.png"]) // 2])
+    (src / "b.png").write_bytes(data["b.png"][: len(data["b.png"]) // 2])
+    (out / "b.png").write_bytes(b"the user's own file now")  # no longer what this command wrote
+
+    rc, stdout, stderr = enhance(src, "-o", out, "-q")
+    assert rc == 1 and "0 done, 1 skipped (already done), 2 failed" in stdout
+    removed = (f"its earlier output {out / 'a.png'}, made from the input's previous content, "
+               "was removed")
+    assert f"{src / 'a.png'}: " in stdout and removed in stdout and removed in stderr
+    assert not (out / "a.png").exists()
+    assert (out / "b.png").read_bytes() == b"the user's own file now"  # never its to delete
+    assert "removed" not in [ln for ln in stdout.splitlines() if str(src / "b.png") in ln][0]
+    row = manifest_rows(out)[str(src / "a.png")]
+    assert row["status"] == "failed" and removed in row["error"]
+    assert row["out_sha256"] is None and row["out_size"] is None
+    assert set(image_files(out)) == {"b.png", "c.png"}
+
+    # the input as it was: done again; an attempt that fails on the same bytes keeps the output
+    (src / "a.png").write_bytes(data["a.png"])
+    assert "1 done" in enhance(src / "a.png", "-o", out, "-q")[1]
+    written = (out / "a.png").read_bytes()
+    from xvert_gpu.enhancer import Enhancer
+
+    def broken(self, *args, **kwargs):
+        raise FloatingPointError("no convergence")
+
+    monkeypatch.setattr(Enhancer, "enhance", broken)
+    rc, stdout, _ = enhance(src / "a.png", "-o", out, "-q", "--no-resume")
+    assert rc == 1 and "enhancement failed" in stdout and "removed" not in stdout
+    assert (out / "a.png").read_bytes() == written  # still the result of the input as it is
+
+
+def test_runs_into_nested_outdirs_are_refused_while_both_would_run(tmp_path, enhance):
+    """A run into out/ while another wrote into out/sub/ (or the other way round): each OUTDIR
+    had its own lock, so both ran. The outer run's start deleted the inner run's temporary
+    files in flight (its rename then fails), and both wrote out/sub/<name>, each recording as
+    done a file the other may have replaced. A run is now refused (exit 2, nothing written)
+    while a run into an OUTDIR inside its own, or containing it, is going on."""
+    from PIL import Image
+
+    from xvert_gpu.batch.outdir import RunLock
+
+    src, other = tmp_path / "in", tmp_path / "other"
+    (src / "sub").mkdir(parents=True)
+    other.mkdir()
+    Image.fromarray(crop(80)).save(src / "sub" / "x.png")
+    Image.fromarray(crop(81)).save(other / "y.png")
+    out = tmp_path / "out"
+    inner = out / "sub"
+    assert enhance(src, "-o", out, "-q")[0] == 0
+    written = (inner / "x.png").stat().st_mtime_ns
+
+    with RunLock(inner):  # another run into out/sub/, writing y.png right now
+        inflight = inner / ".y.png.k2j3h4ab.tmp"
+        inflight.write_bytes(b"half of an output")
+        rc, _, stderr = enhance(src, "-o", out, "-q", "--no-resume")
+        assert rc == 2, stderr
+        assert f"another xvert-gpu enhance (pid {os.getpid()}) is writing to {inner}" in stderr
+        assert "inside OUTDIR" in stderr
+        assert inflight.exists() and (inner / "x.png").stat().st_mtime_ns == written
+        inflight.unlink()
+    with RunLock(out):  # the other way round
+        rc, _, stderr = enhance(other, "-o", inner / "deep", "-q")
+        assert rc == 2 and f"is writing to {out}, which contains OUTDIR" in stderr, stderr
+        assert not (inner / "deep" / "y.png").exists()
+    # one after the other: fine
+    assert enhance(other, "-o", inner / "deep", "-q")[0] == 0
+    assert enhance(src, "-o", out, "-q")[0] == 0

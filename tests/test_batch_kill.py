@@ -127,3 +127,92 @@ def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, capsys):
     assert cli.main(["enhance", str(src), "-o", str(out), *args]) == 0
     assert f"{N - n_done} done, {n_done} skipped" in capsys.readouterr().out
     assert len(image_files(out)) == N
+
+
+def test_sigterm_stops_as_cleanly_as_ctrl_c(tmp_path, capsys):
+    """SIGTERM (kill, systemd, Slurm, Kubernetes) killed the run outright: the writes already
+    running finished unreported and the run stayed 'running', so a rerun redid them. It now
+    takes the Ctrl-C path: every output under a final name is recorded as done, the run is
+    'interrupted', exit 143 (128 + SIGTERM), and the rerun redoes nothing done."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(N):
+        Image.fromarray(crop(110 + i, SIDE, SIDE)).save(src / f"t{i:02d}.png")
+    model = make_tiny_model(tmp_path / "tiny.pt")
+    args = ["--model", str(model), "--threads", "1", "-q"]
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "xvert_gpu.cli", "enhance", str(src), "-o",
+                             str(out), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while done_count(out) < 1:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert "INTERRUPTED (SIGTERM)" in stdout and "Traceback" not in stderr
+    db = sqlite3.connect(f"file:{out / 'xvert_manifest.sqlite'}?mode=ro", uri=True)
+    assert db.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    db.close()
+    rows = manifest_rows(out)
+    done = {r["output"] for r in rows.values() if r["status"] == "done"}
+    assert done == set(image_files(out)) and done  # every finished write is recorded
+    assert cli.main(["enhance", str(src), "-o", str(out), *args]) == 0
+    assert f"{N - len(done)} done, {len(done)} skipped" in capsys.readouterr().out
+    assert len(image_files(out)) == N
+
+
+def test_the_sigterm_handler_is_the_run_s_own_and_main_thread_only(tmp_path, monkeypatch):
+    """The handler is installed for the run only, over the default action only (an ignored
+    SIGTERM or an embedding program's own handler is left as it is), and only in the main
+    thread: a run in another thread still works (signal.signal raises there)."""
+    import threading
+
+    from PIL import Image
+
+    from xvert_gpu.batch import BatchOptions, enhance_archive
+    from xvert_gpu.batch.manifest import Manifest
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(crop(130)).save(src / "a.png")
+    model = make_tiny_model(tmp_path / "tiny.pt")
+    seen = []
+    real_begin = Manifest.begin_run
+
+    def begin_run(self, *args, **kwargs):  # what SIGTERM does while the run goes on
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return real_begin(self, *args, **kwargs)
+
+    def run(name):
+        opts = BatchOptions([str(src)], str(tmp_path / name), model=str(model), threads=1,
+                            quiet=True)
+        return enhance_archive(opts).exit_code
+
+    def own(signum, frame):  # an embedding program's handler
+        pass
+
+    monkeypatch.setattr(Manifest, "begin_run", begin_run)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert run("o1") == 0
+    assert callable(seen[-1]) and seen[-1] not in (signal.SIG_DFL, own)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+    for previous in (own, signal.SIG_IGN):
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            assert run(f"o_{len(seen)}") == 0
+            assert seen[-1] == previous and signal.getsignal(signal.SIGTERM) == previous
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("rc", run("o_thread")))
+    thread.start()
+    thread.join(120)
+    assert box.get("rc") == 0 and seen[-1] == signal.SIG_DFL

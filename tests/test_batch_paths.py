@@ -486,3 +486,96 @@ def test_a_non_dicom_named_dcm_is_failed_for_what_it_is(tmp_path):
     assert result.status == "failed"
     assert result.error.startswith("named as a DICOM file but holds a PNG image")
     assert "--format same" not in result.error
+
+
+def test_remove_stale_output_deletes_only_its_own_output_of_other_bytes(tmp_path):
+    """The rules of :func:`remove_stale_output` one by one (see also test_batch.py)."""
+    import hashlib
+
+    from xvert_gpu.batch.outdir import remove_stale_output
+
+    out = tmp_path / "out"
+    sha = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    recorded = {"sha256": sha(b"old input"), "out_sha256": sha(b"enhanced")}
+    changed, same = {"sha256": sha(b"new input")}, {"sha256": sha(b"old input")}
+    touch(out / "a.png", b"enhanced")
+    assert remove_stale_output(out, "a.png", recorded, same) is None  # still its result
+    assert remove_stale_output(out, "a.png", recorded, {}) is None  # input not hashed: unknown
+    assert remove_stale_output(out, "a.png", {**recorded, "out_sha256": None}, changed) is None
+    assert (out / "a.png").exists()
+    touch(out / "b.png", b"edited by the user")  # not the bytes this command wrote
+    assert remove_stale_output(out, "b.png", recorded, changed) is None
+    assert (out / "b.png").exists()
+    touch(tmp_path / "elsewhere.png", b"enhanced")
+    os.symlink(tmp_path / "elsewhere.png", out / "c.png")  # never followed
+    assert remove_stale_output(out, "c.png", recorded, changed) is None
+    assert (tmp_path / "elsewhere.png").exists() and os.path.islink(out / "c.png")
+    assert remove_stale_output(out, "missing.png", recorded, changed) is None
+    note = remove_stale_output(out, "a.png", recorded, changed)
+    assert note.endswith("was removed") and str(out / "a.png") in note
+    assert not (out / "a.png").exists()
+
+
+def test_a_folder_that_becomes_an_outdir_during_the_walk_is_not_walked(tmp_path, monkeypatch):
+    """An earlier OUTDIR inside an input folder was told by its marker when its parent was
+    listed. Another run that makes that folder its OUTDIR later, but before the walk gets into
+    it (it writes its manifest before any output), had its outputs planned as inputs. The
+    marker is now looked for again once the folder itself is listed."""
+    from xvert_gpu.batch import paths
+
+    src = tmp_path / "in"
+    touch(src / "a.png")
+    (src / "enh").mkdir()  # empty: another run's OUTDIR-to-be
+    real_walk = os.walk
+
+    def walk_while_another_run_starts(top, *args, **kwargs):
+        for entry in real_walk(top, *args, **kwargs):
+            yield entry
+            if entry[0] == str(src):  # the other run starts now: manifest, then an output
+                touch(src / "enh" / MANIFEST_NAME)
+                touch(src / "enh" / "b.png")
+
+    monkeypatch.setattr(paths.os, "walk", walk_while_another_run_starts)
+    p = plan([str(src)], tmp_path / "out")
+    assert [j.rel for j in p.jobs] == ["a.png"]
+    assert [why for path, why in p.ignored if path == str(src / "enh")] == \
+        ["an earlier OUTDIR (holds its manifest or marker): output images, not walked"]
+
+
+def test_inputs_that_cannot_give_their_output_fail_before_decoding(tmp_path, monkeypatch):
+    """A PNG named .IMG (JSRT raw out, --format same) was decoded and enhanced, then failed at
+    the write ('JSRT raw images are 2048x2048'; at 2048x2048 it was written as JSRT raw); a
+    non-DICOM under --format dcm was hashed and decoded before it was refused. Both now fail
+    from the file's first bytes, before decoding, with the reason; valid files go on."""
+    from xvert_gpu.batch import work
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "fake.IMG", np.full((8, 10), 40, np.uint8), format="png")
+    write_image(src / "plain.png", np.full((8, 10), 41, np.uint8))
+    write_image(src / "t.tif", np.full((8, 10), 42, np.uint8), format="tiff")
+    write_image(src / "good.png", np.full((8, 10), 43, np.uint8))
+    out = tmp_path / "out"
+    decoded = []
+    real_read = work.read_image
+    monkeypatch.setattr(work, "read_image", lambda path: decoded.append(path) or real_read(path))
+    enh = FakeEnhancer()
+
+    def run(names, choice):
+        results = []
+        run_local(enh, plan([str(src / n) for n in names], out, choice).jobs, str(out),
+                  batch_size=1, workers=2, on_result=results.append)
+        return {os.path.basename(r.source): (r.status, r.error) for r in results}
+
+    same = run(["fake.IMG", "good.png"], "same")
+    dcm = run(["plain.png", "t.tif", "fake.IMG"], "dcm")
+    assert decoded == [str(src / "good.png")] and len(enh.calls) == 1  # only the valid file
+    assert same["good.png"] == ("done", None)
+    status, error = same["fake.IMG"]
+    assert status == "failed" and error.startswith("named as a JSRT raw file (.IMG) but holds a "
+                                                   "PNG image"), error
+    for name, fmt in (("plain.png", "png"), ("t.tif", "tiff"), ("fake.IMG", "png")):
+        status, error = dcm[name]
+        assert status == "failed" and error.startswith(
+            f"--format dcm needs a DICOM input to derive from (this is {fmt})"), (name, error)
+    assert sorted(os.listdir(out)) == ["good.png"]

@@ -18,9 +18,9 @@ Modules, one concept each:
 - :mod:`~xvert_gpu.batch.runner`: one run from start to end.
 """
 
-from .errors import UsageError
+from .errors import Terminated, UsageError
 from .options import BatchOptions
 from .report import Summary
 from .runner import enhance_archive
 
-__all__ = ["BatchOptions", "Summary", "UsageError", "enhance_archive"]
+__all__ = ["BatchOptions", "Summary", "Terminated", "UsageError", "enhance_archive"]

@@ -14,7 +14,8 @@
 ``dcm``            a derived DICOM (SPEC section 8). Only DICOM inputs can give
                    one: a DICOM needs the patient and study attributes of a source
                    to be attributable, and an image without them would be an orphan
-                   in a PACS. Other inputs are reported as failed with that reason.
+                   in a PACS. Other inputs are reported as failed with that reason,
+                   from their first bytes, before they are decoded.
 =================  ================================================================
 
 The bit depth is always the input's (a 12-bit DICOM gives a 12-bit PNG with ``sBIT = 12``,

@@ -22,7 +22,8 @@ Rules
   inside an input folder only if it is new, empty or an earlier OUTDIR (it holds the manifest,
   or the marker ``xvert-gpu preprocess`` leaves), and it is then left out of the walk. Any other
   earlier OUTDIR met while walking is ignored too: its images are outputs, not radiographs to
-  enhance again. An output path is always inside OUTDIR:
+  enhance again (its marker is looked for again once the walk lists it, so a folder that
+  another run makes its OUTDIR during the walk is left out as well). An output path is always inside OUTDIR:
   relative names with ``..`` are refused, and :func:`safe_output` refuses to write through a
   symlink inside OUTDIR (a symlinked sub-folder could point anywhere, into the inputs too).
 """
@@ -50,6 +51,9 @@ PREPROCESS_MARKER = ".xvert_gpu.preprocess"
 
 #: Files that mark a folder as an OUTDIR of this toolkit: it holds outputs, not inputs.
 OUTDIR_MARKERS = (MANIFEST_NAME, PREPROCESS_MARKER)
+
+
+_EARLIER_OUTDIR = "an earlier OUTDIR (holds its manifest or marker): output images, not walked"
 
 
 def is_outdir(folder: str | os.PathLike) -> bool:
@@ -252,6 +256,13 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
                 add(arg, Path(arg).name, fmt)
             continue
         for root, dirs, files in os.walk(arg, followlinks=False):
+            if root != arg and is_outdir(root):
+                # Another run made it its OUTDIR after its parent was listed. Looked for once
+                # this folder is listed: a run writes its manifest before any output, so a
+                # listing that holds an output comes after the marker.
+                result.ignored.append((root, _EARLIER_OUTDIR))
+                dirs[:] = []
+                continue
             keep = []
             for d in sorted(dirs):
                 full = os.path.join(root, d)
@@ -262,8 +273,7 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
                 elif os.path.realpath(full) in excluded:
                     continue  # OUTDIR itself
                 elif is_outdir(full):
-                    result.ignored.append((full, "an earlier OUTDIR (holds its manifest or "
-                                                 "marker): output images, not walked"))
+                    result.ignored.append((full, _EARLIER_OUTDIR))
                 else:
                     keep.append(d)
             dirs[:] = keep

@@ -34,6 +34,8 @@ class Summary:
     manifest: str = ""
     seconds: float = 0.0
     interrupted: bool = False
+    #: the signal that interrupted the run: 2 (SIGINT, Ctrl-C) or 15 (SIGTERM)
+    interrupt_signal: int = 2
     #: why the run stopped before the end (the manifest could not be written), or None
     stopped: str | None = None
 
@@ -53,7 +55,8 @@ class Summary:
                 f"{len(self.failed)} failed, {len(self.ignored)} ignored (not images) "
                 f"in {self.seconds:.1f} s{rate}")
         if self.interrupted:
-            head += " - INTERRUPTED; run the same command again to finish"
+            by = " (SIGTERM)" if self.interrupt_signal == 15 else ""
+            head += f" - INTERRUPTED{by}; run the same command again to finish"
         if self.stopped:
             head += (f" - STOPPED: {self.stopped}; fix that (free disk space?) and run the same "
                      "command again to finish")

@@ -4,8 +4,16 @@ Order of events: check the settings and the layout and plan the files (nothing w
 any problem is a :class:`UsageError`); load the model (or start the Dask cluster and ask a
 worker for the model identity); create OUTDIR, take its lock, delete stale temporary files,
 open the manifest; record the rejected files, decide for every planned file (skip, run or
-refuse, :mod:`xvert_gpu.batch.resume`); run the rest locally or on Dask; close the run's
-manifest row and return the :class:`Summary`.
+refuse, :mod:`xvert_gpu.batch.resume`); run the rest locally or on Dask (a failed file whose
+output was made from the input's previous content loses that output,
+:func:`~xvert_gpu.batch.outdir.remove_stale_output`); close the run's manifest row and return
+the :class:`Summary`.
+
+SIGTERM (``kill``, systemd, Slurm, Kubernetes) stops a run the way Ctrl-C does: for the length
+of :func:`enhance_archive` its default action is replaced by a handler that raises
+:class:`~xvert_gpu.batch.errors.Terminated` (a KeyboardInterrupt) in the main thread, so the
+writes already running are recorded as done and the run as interrupted, and a rerun redoes
+none of them.
 """
 
 from __future__ import annotations
@@ -13,17 +21,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TextIO
 
 from .. import __version__
-from .errors import UsageError
+from .errors import Terminated, UsageError
 from .manifest import Manifest
 from .options import BatchOptions, default_workers
-from .outdir import RunLock, clean_stale
+from .outdir import RunLock, clean_stale, remove_stale_output
 from .paths import MANIFEST_NAME, Job, plan
 from .report import Progress, Summary
 from .resume import REFUSE, SKIP, decide, job_params
@@ -82,6 +92,45 @@ def _open_manifest(path: Path) -> Manifest:
                          "another OUTDIR)") from None
 
 
+def _drop_stale_output(result: Result, outdir: str, rel: str, recorded: dict) -> None:
+    """Remove a failed file's output if it was made from the input's previous content, and
+    say so in ``result`` (its reason, and no output size or hash for the manifest)."""
+    note = remove_stale_output(outdir, rel, recorded, result.fields)
+    if note is None:
+        return
+    result.error = f"{result.error or 'unknown error'}; {note}"
+    if note.endswith("was removed"):
+        result.fields.update(out_size=None, out_sha256=None)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While in the block, SIGTERM raises :class:`Terminated` in the main thread (the run stops
+    as on Ctrl-C); the default action is back afterwards.
+
+    Installed only in the main thread (the only one Python runs signal handlers in, and
+    ``signal.signal`` raises elsewhere) and only over the default action: an ignored SIGTERM
+    or an embedding program's own handler is left as it is. The handler acts once and then
+    ignores SIGTERM until the block ends, so that a second one (some tools send several) does
+    not cut short the bookkeeping the first one started; SIGKILL still ends the process.
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(f"signal {signum} (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary:
     """Enhance every image of ``opts.inputs`` into ``opts.outdir``.
 
@@ -100,7 +149,16 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
     ------
     UsageError
         When the run cannot start (nothing has been processed then).
+    KeyboardInterrupt
+        On Ctrl-C, or :class:`~xvert_gpu.batch.errors.Terminated` on SIGTERM, before any file
+        was started (once files run, the summary says ``interrupted`` instead).
     """
+    with _sigterm_interrupts():
+        return _run(opts, stream)
+
+
+def _run(opts: BatchOptions, stream: TextIO | None) -> Summary:
+    """The body of :func:`enhance_archive`."""
     t0 = time.perf_counter()
     opts.validate()
     the_plan = plan(list(opts.inputs), opts.outdir, opts.format)
@@ -147,11 +205,20 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
 
         # A Result names its input only; the plan has one job per input, so its output is this.
         output_of = {job.key: job.rel for job in todo}
+        # The row of each started file as it was before its attempt (start() marks it running,
+        # and a failed finish() records the new input's hash): what its output was made from.
+        before: dict[str, dict] = {}
 
         def on_start(job: Job) -> None:
+            row = manifest.get(job.key, job.rel)
+            if row is not None and row["out_sha256"]:
+                before[job.key] = dict(row)
             manifest.start(job.key, job.rel, run, job_params(job), model)
 
         def on_result(result: Result) -> None:
+            recorded = before.pop(result.key, None)
+            if result.status == "failed" and recorded is not None:
+                _drop_stale_output(result, str(outdir), output_of[result.key], recorded)
             manifest.finish(result.key, output_of[result.key], result.status,
                             {**result.fields, "error": result.error}, model=result.model)
             if result.status == "done":
@@ -164,8 +231,9 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
         try:
             executor.run(todo, str(outdir), on_start, on_result)
             status = "finished"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
             summary.interrupted = True
+            summary.interrupt_signal = int(getattr(exc, "signum", signal.SIGINT))
         except sqlite3.Error as exc:  # full disk...: files can no longer be recorded, so stop
             status = "stopped"
             summary.stopped = f"cannot write the manifest {manifest.path}: {exc}"

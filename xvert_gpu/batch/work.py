@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io import ImageReadError, ImageWriteError, Radiograph, file_sha256, read_image, write_image
+from ..io import (ImageReadError, ImageWriteError, Radiograph, file_sha256, read_image,
+                  stored_format, write_image)
 from .paths import Job, safe_output
 
 __all__ = ["Loaded", "Result", "load", "group_key", "enhance_group", "save", "derivation",
@@ -72,8 +73,36 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _unwritable(job: Job, held: str | None) -> str | None:
+    """Why an input that holds a ``held`` image cannot give ``job``'s output, else None.
+
+    A derived DICOM needs a DICOM source (its patient and study attributes), and JSRT raw is
+    only ever 2048x2048 12-bit film density: a file named ``.dcm`` or ``.IMG`` that holds
+    another format, or any non-DICOM under ``--format dcm``, would fail at the write, after
+    the network. ``held`` None (the type cannot be told): the read says what is wrong.
+    """
+    if held is None or held == job.out_format or job.out_format not in ("dicom", "jsrt"):
+        return None
+    if job.out_format == "jsrt":  # only --format same gives JSRT: the input is named .IMG
+        return (f"named as a JSRT raw file (.IMG) but holds a {held.upper()} image, so it "
+                "cannot be written back as JSRT raw (2048x2048, 12 bits, no header); rename it "
+                "to its format, or use --format png or tiff")
+    if job.in_format == "dicom":  # --format same on a file named .dcm that is no DICOM
+        return (f"named as a DICOM file but holds a {held.upper()} image, so no derived DICOM "
+                "can be written for it (it has no patient and study attributes to carry over); "
+                "rename it to its format, or use --format png or tiff")
+    return (f"--format dcm needs a DICOM input to derive from (this is {held}); a DICOM "
+            "without the source's patient and study attributes would be an orphan; use "
+            "--format same, png or tiff for it")
+
+
 def load(job: Job) -> Loaded | Result:
-    """Hash and decode ``job``'s input; a failed :class:`Result` if that is impossible."""
+    """Hash and decode ``job``'s input; a failed :class:`Result` if that is impossible.
+
+    An input whose format cannot give the job's output (:func:`_unwritable`) fails from its
+    first bytes, before it is decoded (and so long before the network), and again from the
+    decoded image should the file have been replaced in between.
+    """
     t0 = time.perf_counter()
     fields: dict[str, Any] = {"in_format": job.in_format, "out_format": job.out_format,
                               "worker": worker_name()}
@@ -81,24 +110,22 @@ def load(job: Job) -> Loaded | Result:
         st = os.stat(job.source)
         fields.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
         fields["sha256"] = file_sha256(job.source)
-        rad = read_image(job.source)
+        held = stored_format(job.source)
+        why = _unwritable(job, held)
+        if why:
+            fields["in_format"] = held
+        rad = None if why else read_image(job.source)
     except BaseException as exc:  # noqa: BLE001 - one bad file must not stop the run
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         fields["seconds"] = time.perf_counter() - t0
         return Result(job.key, job.source, "failed", _reason(exc), fields)
-    fields.update(in_format=rad.format, bits=rad.bits, height=int(rad.shape[0]),
-                  width=int(rad.shape[1]))
-    if job.out_format == "dicom" and rad.format != "dicom":
+    if rad is not None:
+        fields.update(in_format=rad.format, bits=rad.bits, height=int(rad.shape[0]),
+                      width=int(rad.shape[1]))
+        why = _unwritable(job, rad.format)
+    if why:
         fields["seconds"] = time.perf_counter() - t0
-        if job.in_format == "dicom":  # --format same on a file named .dcm that is no DICOM
-            why = (f"named as a DICOM file but holds a {rad.format.upper()} image, so no derived "
-                   "DICOM can be written for it (it has no patient and study attributes to "
-                   "carry over); rename it to its format, or use --format png or tiff")
-        else:
-            why = (f"--format dcm needs a DICOM input to derive from (this is {rad.format}); a "
-                   "DICOM without the source's patient and study attributes would be an "
-                   "orphan; use --format same, png or tiff for it")
         return Result(job.key, job.source, "failed", why, fields)
     return Loaded(job, rad, fields, t0)
 

@@ -3,7 +3,8 @@
 See :mod:`xvert_gpu.batch` for the rules (which files, output names and formats, the manifest,
 resume, Dask). Exit status: 0 when every file was enhanced or skipped as already done, 1 when
 some file failed (each listed as ``path: reason``), 2 for usage errors (nothing processed),
-130 when interrupted (Ctrl-C; run the same command again to finish).
+130 when interrupted by Ctrl-C and 143 by SIGTERM (``kill``, systemd, Slurm, Kubernetes),
+which stops the run just as cleanly (run the same command again to finish).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ Outputs mirror the input tree under OUTDIR, at the input's bit depth. --format s
 each file's format (JPEG becomes PNG: lossless); dcm needs DICOM inputs. OUTDIR holds a
 manifest (xvert_manifest.sqlite): a rerun skips files already done with the same input,
 model and parameters, and finishes what an interrupted run left; failed files are retried.
-Exit status: 0 all done, 1 some files failed, 2 usage error, 130 interrupted.
+Exit status: 0 all done, 1 some files failed, 2 usage error, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM; stops as cleanly as Ctrl-C).
 """
 
 
@@ -80,10 +82,12 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"xvert-gpu enhance: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before any file was started
-        print("xvert-gpu enhance: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # before any file was started; SIGTERM is Terminated
+        signum = getattr(exc, "signum", 2)
+        print(f"xvert-gpu enhance: interrupted{' (SIGTERM)' if signum == 15 else ''}",
+              file=sys.stderr)
+        return 128 + signum
     print(summary.format(verbose=not args.quiet), flush=True)
     if summary.interrupted:
-        return 130
+        return 128 + summary.interrupt_signal  # 130 Ctrl-C, 143 SIGTERM
     return summary.exit_code

@@ -64,7 +64,8 @@ radiograph      :class:`Radiograph`; :data:`FORMATS`, :data:`EXTENSIONS`,
                 :data:`DEFAULT_EXTENSION`, :data:`MAX_PIXELS`, :data:`JPEG_GREY_TOLERANCE`;
                 the size check and grey conversion every reader shares.
 read            :func:`read_image` (signature sniffing, then the format's reader),
-                :func:`image_files`, :func:`file_sha256`.
+                :func:`stored_format` (that format, without decoding), :func:`image_files`,
+                :func:`file_sha256`.
 pillow          PNG and JPEG reading (Pillow), PNG chunk parsing (``sBIT``).
 tiff            TIFF reading (tifffile, Pillow where a codec is missing) and its codec
                 checks; tifffile's logger silenced during a read.
@@ -86,11 +87,11 @@ from .errors import ImageReadError, ImageWriteError
 from .jsrt import JSRT_BITS, JSRT_SHAPE
 from .radiograph import (DEFAULT_EXTENSION, EXTENSIONS, FORMATS, JPEG_GREY_TOLERANCE, MAX_PIXELS,
                          Radiograph)
-from .read import file_sha256, image_files, read_image
+from .read import file_sha256, image_files, read_image, stored_format
 from .write import write_atomic, write_image
 
 __all__ = ["Radiograph", "ImageReadError", "ImageWriteError", "read_image", "write_image",
            "image_files", "MAX_PIXELS", "FORMATS", "EXTENSIONS",
            # public before the split too, now also listed here
            "file_sha256", "write_atomic", "derived_uids", "DEFAULT_EXTENSION",
-           "JPEG_GREY_TOLERANCE", "JSRT_SHAPE", "JSRT_BITS"]
+           "JPEG_GREY_TOLERANCE", "JSRT_SHAPE", "JSRT_BITS", "stored_format"]

@@ -1,5 +1,6 @@
 """Reading: :func:`read_image` tells the format from the signature or extension and hands the file
-to its reader; :func:`image_files` lists readable files, :func:`file_sha256` hashes one.
+to its reader; :func:`stored_format` says which format that is without decoding anything;
+:func:`image_files` lists readable files, :func:`file_sha256` hashes one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ def _sniff(head: bytes) -> str | None:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     return None
+
+
+def _stored_format(head: bytes, ext: str) -> str | None:
+    """The format :func:`read_image` reads a file as, from its first 132 bytes and its
+    extension (lower case): the signature's, else ``dicom`` (a raw data set) for ``.dcm``
+    and ``.dicom`` and ``jsrt`` for ``.img``, which have none; None when neither tells."""
+    fmt = _sniff(head)
+    if fmt is None and EXTENSIONS.get(ext) in ("dicom", "jsrt"):
+        return EXTENSIONS[ext]
+    return fmt
 
 
 def _special_kind(mode: int) -> str | None:
@@ -62,6 +73,29 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def stored_format(path: str | os.PathLike) -> str | None:
+    """The format :func:`read_image` will read ``path`` as, from its first 132 bytes and its
+    name, without decoding it (one small read).
+
+    Returns
+    -------
+    str or None
+        A :data:`~xvert_gpu.io.FORMATS` name: the signature's (PNG, JPEG, TIFF, DICOM with
+        preamble), else ``dicom`` for a ``.dcm``/``.dicom`` name and ``jsrt`` for ``.IMG``.
+        None when read_image would refuse the file for its type (no signature the name
+        allows), or it cannot be opened; a FIFO or other special file is not opened (None).
+    """
+    p = str(path)
+    try:
+        if _special_kind(os.stat(p).st_mode) is not None:  # opening a FIFO could block
+            return None
+        with open(p, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return None
+    return _stored_format(head, os.path.splitext(p)[1].lower())
 
 
 def read_image(path: str | os.PathLike) -> Radiograph:
@@ -103,15 +137,14 @@ def read_image(path: str | os.PathLike) -> Radiograph:
             head = f.read(132)
         ext = os.path.splitext(p)[1].lower()
         by_ext = EXTENSIONS.get(ext)
-        sniffed = fmt = _sniff(head)
+        sniffed = _sniff(head)
+        fmt = _stored_format(head, ext)
         if fmt is None:
             if by_ext is None:
                 raise ImageReadError(p, f"unknown file type (extension {ext or 'none'!r}, "
                                         "no known image signature)")
-            if by_ext in ("png", "jpeg", "tiff"):
-                raise ImageReadError(p, f"not a {by_ext.upper()} file: bad signature "
-                                        "(random or corrupt bytes)")
-            fmt = by_ext
+            raise ImageReadError(p, f"not a {by_ext.upper()} file: bad signature "
+                                    "(random or corrupt bytes)")
         if fmt in ("png", "jpeg"):
             return _read_pillow(p, fmt)
         if fmt == "tiff":
