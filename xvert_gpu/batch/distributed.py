@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import UsageError
 from .paths import Job
+from .signals import deferred_interrupts
 from .threads import limit_threads
 from .work import Result, derivation, enhance_group, load, save
 
@@ -182,7 +183,7 @@ class DaskRunner:
         threads = sum(self.client.nthreads().values()) or 1
         window = max(8, 4 * threads)
         pending = iter(jobs)
-        running: dict[str, Job] = {}
+        running: dict[str, tuple[Job, Any]] = {}  # by task key: the job and its future
         done = as_completed()
 
         def submit_next() -> bool:
@@ -192,25 +193,39 @@ class DaskRunner:
             on_start(job)
             fut = self.client.submit(process_file, job, outdir, self.model, self.device,
                                      self.threads, pure=False, retries=self.retries)
-            running[fut.key] = job
+            running[fut.key] = (job, fut)
             done.add(fut)
             return True
+
+        def outcome(fut) -> Result:
+            job = running[fut.key][0]
+            try:
+                return fut.result()
+            except Exception as exc:  # noqa: BLE001 - worker lost beyond the retries, ...
+                return Result(job.key, job.source, "failed",
+                              f"Dask task failed (after up to {self.retries} retries): "
+                              f"{type(exc).__name__}: {exc}")
 
         for _ in range(window):
             if not submit_next():
                 break
         try:
             for fut in done:
-                job = running.pop(fut.key)
-                try:
-                    result = fut.result()
-                except Exception as exc:  # noqa: BLE001 - worker lost beyond the retries, ...
-                    result = Result(job.key, job.source, "failed",
-                                    f"Dask task failed (after up to {self.retries} retries): "
-                                    f"{type(exc).__name__}: {exc}")
+                result = outcome(fut)  # may wait on the scheduler: interruptible
+                with deferred_interrupts():  # off the running set and into the manifest together
+                    running.pop(fut.key)
+                    on_result(result)
                 fut.release()
-                on_result(result)
                 submit_next()
+        except KeyboardInterrupt:
+            # Tasks that finished on a worker but were not collected yet have written their
+            # outputs: report them, so that a rerun does not enhance them again.
+            for key, (job, fut) in list(running.items()):
+                if fut.status == "finished":
+                    result = outcome(fut)
+                    running.pop(key)
+                    on_result(result)
+            raise
         finally:
             for fut in list(done.futures) if hasattr(done, "futures") else []:
                 fut.cancel()

@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from .paths import Job
+from .signals import deferred_interrupts
 from .work import Loaded, Result, enhance_group, group_key, load, save
 
 __all__ = ["run_local"]
@@ -74,7 +75,10 @@ def run_local(enhancer: Any, jobs: Iterable[Job], outdir: str, *, batch_size: in
 
     def report_writes(limit: int) -> None:
         while writes and (writes[0].done() or len(writes) > limit):
-            on_result(writes.popleft().result())
+            result = writes[0].result()  # may wait for the write: interruptible
+            with deferred_interrupts():  # off the queue and into the manifest together
+                writes.popleft()
+                on_result(result)
 
     def run_group(items: list[Loaded]) -> None:
         for item, pixels in zip(items, enhance_group(enhancer, items)):

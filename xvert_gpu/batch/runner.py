@@ -24,19 +24,19 @@ import os
 import signal
 import sqlite3
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TextIO
 
 from .. import __version__
-from .errors import Terminated, UsageError
+from .errors import UsageError
 from .manifest import Manifest
 from .options import BatchOptions, default_workers
 from .outdir import RunLock, clean_stale, remove_stale_output
 from .paths import MANIFEST_NAME, Job, plan
 from .report import Progress, Summary
 from .resume import REFUSE, SKIP, decide, job_params
+from .signals import sigterm_interrupts
 from .threads import limit_threads
 from .work import Result, derivation
 
@@ -103,34 +103,6 @@ def _drop_stale_output(result: Result, outdir: str, rel: str, recorded: dict) ->
         result.fields.update(out_size=None, out_sha256=None)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """While in the block, SIGTERM raises :class:`Terminated` in the main thread (the run stops
-    as on Ctrl-C); the default action is back afterwards.
-
-    Installed only in the main thread (the only one Python runs signal handlers in, and
-    ``signal.signal`` raises elsewhere) and only over the default action: an ignored SIGTERM
-    or an embedding program's own handler is left as it is. The handler acts once and then
-    ignores SIGTERM until the block ends, so that a second one (some tools send several) does
-    not cut short the bookkeeping the first one started; SIGKILL still ends the process.
-    """
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def terminate(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated(f"signal {signum} (SIGTERM)")
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary:
     """Enhance every image of ``opts.inputs`` into ``opts.outdir``.
 
@@ -153,7 +125,7 @@ def enhance_archive(opts: BatchOptions, stream: TextIO | None = None) -> Summary
         On Ctrl-C, or :class:`~xvert_gpu.batch.errors.Terminated` on SIGTERM, before any file
         was started (once files run, the summary says ``interrupted`` instead).
     """
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         return _run(opts, stream)
 
 
