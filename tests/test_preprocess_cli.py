@@ -114,3 +114,37 @@ def test_outdir_inside_the_input_folder_can_be_rerun_and_is_not_walked(tmp_path,
     rc, out, err = run(src, "-o", src / "pp2")
     assert rc == 0 and "1 done, 0 failed, 1 ignored" in out and "an earlier OUTDIR" in out, err
     assert sorted(p.name for p in (src / "pp2").glob("*.tif")) == ["a_hfc.tif", "a_xp.tif"]
+
+
+_SIGTERM_DRIVER = """
+import os, signal, sys
+from xvert_gpu import cli
+real_fsync, calls = os.fsync, []
+def fsync_then_sigterm(fd):  # SIGTERM while the third output file (1_xp.tif) is written
+    calls.append(fd)
+    real_fsync(fd)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+os.fsync = fsync_then_sigterm
+sys.exit(cli.main(["preprocess", sys.argv[1], "-o", sys.argv[2], "--device", "cpu"]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGTERM"), reason="POSIX signals")
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_temporary_file(tmp_path):
+    """SIGTERM killed the command outright (no message, exit -15, and a hidden temporary file
+    left when it came during a write); it now stops as Ctrl-C does, with exit status 143."""
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    for i in range(3):
+        png(src / f"{i}.png", i)
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _SIGTERM_DRIVER, str(src), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 143, (proc.returncode, proc.stderr[-2000:])
+    assert "interrupted (SIGTERM)" in proc.stderr
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left == [PREPROCESS_MARKER, "0_hfc.tif", "0_xp.tif"], left

@@ -11,12 +11,14 @@ depth and scaled to [0, 1] (SPEC section 1). Each output is written to a hidden 
 next to it and renamed, so no partial file has a final name; existing outputs are replaced.
 A file that cannot be read, preprocessed or written is reported as ``error: path: reason`` and
 the others go on. Exit status: 0, 1 when some file failed, 2 for usage errors (bad OUTDIR,
-missing input), 130 when interrupted.
+missing input), 130 when interrupted by Ctrl-C and 143 by SIGTERM (which stops it as cleanly:
+the file being written leaves no temporary file).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path, PurePath
 from typing import Any
@@ -71,11 +73,35 @@ def _write_tiff(target: Path, image: Any) -> None:
     write_atomic(target, data)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..batch.errors import UsageError
-    from ..batch.paths import PREPROCESS_MARKER, plan, safe_output
+def _each(the_plan, device: str, fail) -> int:
+    """Preprocess and write every planned file; returns how many were done."""
+    from ..batch.paths import safe_output
     from ..io import read_image
     from ..preprocess import preprocess
+
+    done = 0
+    for job in the_plan.jobs:
+        try:
+            p = preprocess(read_image(job.source).as_float(), device=device)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            fail(job.source, _reason(exc))
+            continue
+        try:
+            for field, rel in _output_names(job.rel).items():
+                _write_tiff(safe_output(the_plan.outdir, rel), getattr(p, field))
+        except Exception as exc:  # noqa: BLE001 - a full disk, a symlink in OUTDIR...
+            fail(job.source, f"cannot write output: {_reason(exc)}")
+            continue
+        done += 1
+        print(f"{job.source}: WLS iterations {p.info[0].iterations} + "
+              f"{p.info[1].iterations}", flush=True)
+    return done
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch.errors import UsageError
+    from ..batch.paths import PREPROCESS_MARKER, plan
+    from ..batch.signals import sigterm_interrupts
 
     try:
         # The format choice only feeds _xp_name, which ignores it: outputs are always TIFF.
@@ -96,26 +122,13 @@ def run(args: argparse.Namespace) -> int:
 
     for path, reason in the_plan.rejected:
         fail(path, reason)
-    done = 0
     try:
-        for job in the_plan.jobs:
-            try:
-                p = preprocess(read_image(job.source).as_float(), device=args.device)
-            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-                fail(job.source, _reason(exc))
-                continue
-            try:
-                for field, rel in _output_names(job.rel).items():
-                    _write_tiff(safe_output(the_plan.outdir, rel), getattr(p, field))
-            except Exception as exc:  # noqa: BLE001 - a full disk, a symlink in OUTDIR...
-                fail(job.source, f"cannot write output: {_reason(exc)}")
-                continue
-            done += 1
-            print(f"{job.source}: WLS iterations {p.info[0].iterations} + "
-                  f"{p.info[1].iterations}", flush=True)
-    except KeyboardInterrupt:
-        print("xvert-gpu preprocess: interrupted", file=sys.stderr)
-        return 130
+        with sigterm_interrupts():  # SIGTERM stops like Ctrl-C: no temporary file left behind
+            done = _each(the_plan, args.device, fail)
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        print(f"xvert-gpu preprocess: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     for path, why in the_plan.ignored:
         print(f"{path}: ignored ({why})")
     print(f"preprocess: {done} done, {failed} failed, {len(the_plan.ignored)} ignored "
