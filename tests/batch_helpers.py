@@ -70,3 +70,17 @@ def image_files(outdir: Path) -> dict[str, bytes]:
 
     return {p.relative_to(outdir).as_posix(): p.read_bytes() for p in sorted(outdir.rglob("*"))
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS}
+
+
+def flat_png_jobs(folder: Path, count: int) -> list:
+    """``count`` flat 8x10 PNGs ``0.png``... (values 40, 41, ...) in ``folder``, as pipeline jobs."""
+    from xvert_gpu.batch.paths import Job
+    from xvert_gpu.io import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for i in range(count):
+        path = str(folder / f"{i}.png")
+        write_image(path, np.full((8, 10), 40 + i, np.uint8))
+        jobs.append(Job(path, path, f"{i}.png", "png", "png"))
+    return jobs

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from batch_helpers import crop, image_files, make_tiny_model, manifest_rows
 from xvert_gpu import cli
@@ -95,13 +96,20 @@ def test_kill9_then_rerun_finishes_without_redoing(tmp_path, capsys):
     assert read_image(out / "sub" / "x00.png").bits == 8
 
 
-def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, capsys):
+@pytest.mark.parametrize("sig,banner", [(signal.SIGINT, "INTERRUPTED"),
+                                         (signal.SIGTERM, "INTERRUPTED (SIGTERM)")])
+def test_ctrl_c_or_sigterm_stop_cleanly_and_rerun_finishes(tmp_path, capsys, sig, banner):
+    """Ctrl-C, and SIGTERM (kill, systemd, Slurm, Kubernetes), which used to kill the run
+    outright (the writes already running finished unreported and the run stayed 'running', so a
+    rerun redid them): every output under a final name is recorded as done, the run is
+    'interrupted', the exit status is 128 + the signal, and the rerun redoes nothing done."""
     from PIL import Image
 
     src = tmp_path / "in"
     src.mkdir()
     for i in range(N):
-        Image.fromarray(crop(80 + i, SIDE, SIDE)).save(src / f"y{i:02d}.png")
+        Image.fromarray(crop(80 + 30 * (sig == signal.SIGTERM) + i, SIDE, SIDE)).save(
+            src / f"y{i:02d}.png")
     model = make_tiny_model(tmp_path / "tiny.pt")
     args = ["--model", str(model), "--threads", "1", "-q"]
     out = tmp_path / "out"
@@ -113,51 +121,13 @@ def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, capsys):
         while done_count(out) < 1:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 130, stdout + stderr
-    assert "INTERRUPTED" in stdout and "Traceback" not in stderr
-    db = sqlite3.connect(f"file:{out / 'xvert_manifest.sqlite'}?mode=ro", uri=True)
-    assert db.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
-    db.close()
-    n_done = sum(r["status"] == "done" for r in manifest_rows(out).values())
-    assert cli.main(["enhance", str(src), "-o", str(out), *args]) == 0
-    assert f"{N - n_done} done, {n_done} skipped" in capsys.readouterr().out
-    assert len(image_files(out)) == N
-
-
-def test_sigterm_stops_as_cleanly_as_ctrl_c(tmp_path, capsys):
-    """SIGTERM (kill, systemd, Slurm, Kubernetes) killed the run outright: the writes already
-    running finished unreported and the run stayed 'running', so a rerun redid them. It now
-    takes the Ctrl-C path: every output under a final name is recorded as done, the run is
-    'interrupted', exit 143 (128 + SIGTERM), and the rerun redoes nothing done."""
-    from PIL import Image
-
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(N):
-        Image.fromarray(crop(110 + i, SIDE, SIDE)).save(src / f"t{i:02d}.png")
-    model = make_tiny_model(tmp_path / "tiny.pt")
-    args = ["--model", str(model), "--threads", "1", "-q"]
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "xvert_gpu.cli", "enhance", str(src), "-o",
-                             str(out), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.monotonic() + 240
-    try:
-        while done_count(out) < 1:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
-    assert "INTERRUPTED (SIGTERM)" in stdout and "Traceback" not in stderr
+    assert proc.returncode == 128 + sig, stdout + stderr
+    assert banner in stdout and "Traceback" not in stderr
     db = sqlite3.connect(f"file:{out / 'xvert_manifest.sqlite'}?mode=ro", uri=True)
     assert db.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
     db.close()

@@ -7,6 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from batch_helpers import flat_png_jobs
 from xvert_gpu.batch import UsageError
 from xvert_gpu.batch.formats import output_format, output_name
 from xvert_gpu.batch.manifest import Manifest
@@ -443,12 +444,7 @@ def test_ctrl_c_reports_the_writes_it_lets_finish(tmp_path, monkeypatch):
 
     from xvert_gpu.batch import pipeline
 
-    src = tmp_path / "in"
-    src.mkdir()
-    jobs = []
-    for i in range(3):
-        write_image(src / f"{i}.png", np.full((8, 10), 40 + i, np.uint8))
-        jobs.append(Job(str(src / f"{i}.png"), str(src / f"{i}.png"), f"{i}.png", "png", "png"))
+    jobs = flat_png_jobs(tmp_path / "in", 3)
     writing, interrupted = threading.Event(), threading.Event()
     real_save = pipeline.save
 

@@ -6,16 +6,15 @@ import os
 import signal
 import threading
 
-import numpy as np
 import pytest
 
+from batch_helpers import flat_png_jobs
 from xvert_gpu.batch import distributed
 from xvert_gpu.batch.errors import Terminated
 from xvert_gpu.batch.paths import Job
 from xvert_gpu.batch.pipeline import run_local
 from xvert_gpu.batch.signals import deferred_interrupts, sigterm_interrupts
 from xvert_gpu.batch.work import Result
-from xvert_gpu.io import write_image
 
 posix = pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix",
                            reason="POSIX signals")
@@ -87,12 +86,7 @@ class _Negate:
 def test_ctrl_c_while_a_finished_write_is_recorded_loses_no_record(tmp_path):
     """Ctrl-C that landed after the pipeline took a finished write off its queue, and before
     the manifest had it, left that output recorded as 'running': a rerun redid it."""
-    src = tmp_path / "in"
-    src.mkdir()
-    jobs = []
-    for i in range(4):
-        write_image(src / f"{i}.png", np.full((8, 10), 40 + i, np.uint8))
-        jobs.append(Job(str(src / f"{i}.png"), str(src / f"{i}.png"), f"{i}.png", "png", "png"))
+    jobs = flat_png_jobs(tmp_path / "in", 4)
     recorded = []
 
     def on_result(result):
