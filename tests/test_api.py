@@ -147,3 +147,22 @@ def test_torch_half_precision_tensors():
         assert isinstance(g, torch.Tensor) and g.shape == t.shape
         want = xvert_gpu.wls_smooth(t.float().numpy())
         np.testing.assert_allclose(g.numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess, xvert_gpu.wls_weights])
+def test_masked_array_with_masked_pixels_is_refused(func):
+    # the min/max checks skip masked pixels, while the solver would smooth their hidden values
+    a = load_sample()[:24, :24].astype(np.float32) / 255
+    m = np.ma.masked_array(a.copy(), mask=a > 0.5)
+    m.data[m.mask] = 5.0
+    with pytest.raises(ValueError, match="masked"):
+        func(m)
+
+
+def test_masked_array_without_masked_pixels_is_its_data():
+    a = load_sample()[:24, :24].astype(np.float32) / 255
+    g = xvert_gpu.wls_smooth(np.ma.masked_array(a, mask=False))
+    assert type(g) is np.ndarray
+    np.testing.assert_array_equal(g, xvert_gpu.wls_smooth(a))
+    wx, _ = xvert_gpu.wls_weights(np.ma.masked_array(a))
+    assert type(wx) is np.ndarray

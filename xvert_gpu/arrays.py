@@ -65,6 +65,27 @@ def to_torch(x: Any):
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+def base_ndarray(a: np.ndarray, name: str = "image") -> np.ndarray:
+    """A NumPy array or subclass as a plain ``ndarray`` view of the same data (no copy).
+
+    Subclasses change what the operators mean (``np.matrix`` makes ``*`` a matrix product) and
+    a masked array's reductions skip its masked pixels, which every later step would use as
+    data, so masked pixels are refused and the mask of a fully valid array is dropped.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` is a masked array with masked pixels.
+    """
+    if isinstance(a, np.ma.MaskedArray):
+        masked = int(np.ma.getmaskarray(a).sum())
+        if masked:
+            raise ValueError(f"{name} is a masked array with {masked} masked pixels; fill them "
+                             f"first ({name}.filled(value)), the pixels under a mask are not data")
+        a = np.ma.getdata(a)
+    return a if type(a) is np.ndarray else a.view(np.ndarray)
+
+
 def _plain(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Strip the torch wrapper: (numpy or cupy array, function that wraps results back)."""
     if _is_torch(x):
@@ -77,7 +98,7 @@ def _plain(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     if _is_cupy(x):
         return x, lambda y: y
     if isinstance(x, np.ndarray):
-        return x, lambda y: y
+        return base_ndarray(x), lambda y: y
     if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
         return np.asarray(x), lambda y: y
     raise ValueError(f"image must be a NumPy, CuPy or torch array; got {type(x).__name__}")
