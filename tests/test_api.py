@@ -166,3 +166,20 @@ def test_masked_array_without_masked_pixels_is_its_data():
     np.testing.assert_array_equal(g, xvert_gpu.wls_smooth(a))
     wx, _ = xvert_gpu.wls_weights(np.ma.masked_array(a))
     assert type(wx) is np.ndarray
+
+
+@pytest.mark.parametrize("func", [xvert_gpu.wls_weights, xvert_gpu.wls_smooth, xvert_gpu.preprocess])
+@pytest.mark.parametrize("kind", ["Fraction", "Decimal", "0-d array", "torch 0-d"])
+def test_real_parameters_of_any_type_match_floats(func, kind):
+    # the checks accept anything float() takes; the arithmetic after them must too
+    from decimal import Decimal
+    from fractions import Fraction
+    convert = {"Fraction": Fraction, "Decimal": lambda v: Decimal(str(v)), "0-d array": np.array,
+               "torch 0-d": lambda v: pytest.importorskip("torch").tensor(v)}[kind]
+    a = load_sample()[:16, :20]
+    kw = {"lam": 2.0, "alpha": 1.5, "eps": 1e-3, "delta": 1e-3}
+    want = func(a, **kw)
+    got = func(a, **{k: convert(v) for k, v in kw.items()})
+    for w, g in zip(want if isinstance(want, tuple) else [want.xp if hasattr(want, "xp") else want],
+                    got if isinstance(got, tuple) else [got.xp if hasattr(got, "xp") else got]):
+        np.testing.assert_allclose(g, w, rtol=1e-5)  # torch.tensor(1e-3) is float32
