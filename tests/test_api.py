@@ -183,3 +183,27 @@ def test_real_parameters_of_any_type_match_floats(func, kind):
     for w, g in zip(want if isinstance(want, tuple) else [want.xp if hasattr(want, "xp") else want],
                     got if isinstance(got, tuple) else [got.xp if hasattr(got, "xp") else got]):
         np.testing.assert_allclose(g, w, rtol=1e-5)  # torch.tensor(1e-3) is float32
+
+
+def test_torch_lazy_negated_view_is_read_as_its_values():
+    # z.conj().imag is a real tensor whose negation is only a flag (the "neg bit"); .numpy()
+    # refuses such a tensor when it is contiguous, as a 1x1 one is
+    torch = pytest.importorskip("torch")
+    a = torch.full((1, 1), 0.25)
+    view = torch.complex(torch.zeros_like(a), -a).conj().imag
+    assert view.is_neg() and view.is_contiguous() and torch.equal(view, a)
+    for func in (xvert_gpu.wls_smooth, xvert_gpu.wls_weights, xvert_gpu.preprocess):
+        assert func(view) is not None
+    assert xvert_gpu.wls_smooth(view).item() == 0.25
+
+
+@pytest.mark.parametrize("kind, match", [("sparse", "sparse"), ("meta", "meta"),
+                                         ("conj", "dtype complex64")])
+def test_torch_tensors_without_plain_data_raise_value_error(kind, match):
+    torch = pytest.importorskip("torch")
+    a = torch.rand(12, 10)
+    bad = {"sparse": lambda: a.to_sparse(), "meta": lambda: a.to("meta"),
+           "conj": lambda: torch.complex(a, a).conj()}[kind]()
+    for func in (xvert_gpu.wls_smooth, xvert_gpu.preprocess, xvert_gpu.wls_weights):
+        with pytest.raises(ValueError, match=match):
+            func(bad)

@@ -86,10 +86,26 @@ def base_ndarray(a: np.ndarray, name: str = "image") -> np.ndarray:
     return a if type(a) is np.ndarray else a.view(np.ndarray)
 
 
+def _torch_data(t: Any) -> Any:
+    """A detached dense tensor holding ``t``'s values, ready for ``.numpy()`` or DLPack.
+
+    Lazy conjugation and negation (``z.conj()``, ``z.conj().imag``) are only flags on a view,
+    which ``.numpy()`` and DLPack refuse, so they are applied; sparse and meta tensors have no
+    such data and raise ValueError.
+    """
+    import torch
+
+    if t.layout != torch.strided:
+        raise ValueError(f"image is a sparse tensor ({t.layout}); pass image.to_dense()")
+    if t.is_meta:
+        raise ValueError("image is a tensor on the meta device, which holds no data")
+    return t.detach().resolve_conj().resolve_neg()
+
+
 def _plain(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Strip the torch wrapper: (numpy or cupy array, function that wraps results back)."""
     if _is_torch(x):
-        t = x.detach()
+        t = _torch_data(x)
         if t.dtype.is_floating_point and t.dtype.itemsize < 4:
             t = t.float()  # bfloat16 has no NumPy / DLPack-to-CuPy counterpart
         if t.is_cuda:
