@@ -213,6 +213,16 @@ def test_ndarray_subclasses_are_read_as_plain_arrays(check_images):
         assert fn(np.ma.masked_array(u8)) == fn(u8), fn.__name__
 
 
+def test_big_endian_uint16_is_uint16(check_images):
+    # e.g. np.fromfile(path, ">u2"): the dtype compares unequal to np.uint16 but holds the same
+    i12, i8, _, _ = check_images
+    u16 = (i8 * 257).astype(np.uint16)
+    for fn in (entropy, tenengrad, lpc_si):
+        assert fn(u16.astype(">u2")) == fn(u16), fn.__name__
+    assert tmqi(i12, u16.astype(">u2")) == tmqi(i12, u16)
+    assert tmqi(i12.astype(">u2"), u16) == tmqi(i12.astype(np.uint16), u16)
+
+
 def test_masked_pixels_are_refused(check_images):
     i12, i8, _, _ = check_images
     u8 = i8.astype(np.uint8)

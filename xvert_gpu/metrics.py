@@ -115,6 +115,8 @@ def _check(img: Any, name: str = "img") -> Any:
         # np.matrix turns * into a matrix product; a masked array's pixels under the mask are
         # not data, yet every filter and reduction here would use them
         img = base_ndarray(img, name)
+        if not img.dtype.isnative:  # '>u2' != np.uint16, yet it is uint16 data
+            img = img.astype(img.dtype.newbyteorder("="))
     xp = array_module(img)
     if img.ndim != 2:
         raise ValueError(f"{name} must be a 2-D grey image (rows, cols); got {img.ndim}-D shape "
