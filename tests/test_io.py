@@ -805,3 +805,18 @@ def test_write_a_name_near_the_file_system_limit(tmp_path):
         np.testing.assert_array_equal(read_image(tmp_path / name).pixels, _sample8(64))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x" * 246 + ".png",
                                                                  "é" * 123 + ".png"])
+
+
+@pytest.mark.parametrize("bits", [12.5, 12.0, "12", True, np.float64(12)])
+def test_write_bits_must_be_an_integer(tmp_path, bits):
+    # 12.5 and "12" raised TypeError; True was taken as a 1-bit depth ("outside [0, 1] for True bits")
+    with pytest.raises(ImageWriteError, match="bits must be an integer"):
+        write_image(tmp_path / "a.png", _scaled(12, 64), bits=bits)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bits_as_numpy_integer(tmp_path):
+    a = _scaled(12, 64)
+    r = read_image(write_image(tmp_path / "a.png", a, bits=np.int64(12)))
+    assert r.bits == 12
+    np.testing.assert_array_equal(r.pixels, a)

@@ -13,10 +13,22 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..stretch import check_bits
 from .dicom_derived import _dicom_dataset, _pydicom3
 from .errors import ImageWriteError
 from .jsrt import JSRT_BITS, JSRT_SHAPE
 from .radiograph import EXTENSIONS, FORMATS, Radiograph
+
+
+def _checked_bits(path, bits: Any) -> int | None:
+    """``bits`` as an int (None stays None): 12.5 or "12" would fail deep in the encoders, and
+    True would pass every range check as a 1-bit depth."""
+    if bits is None:
+        return None
+    try:
+        return check_bits(bits)
+    except ValueError as e:
+        raise ImageWriteError(path, str(e)) from None
 
 
 def _target_bits(fmt: str, bits: int) -> int:
@@ -128,6 +140,7 @@ def write_image(path, pixels, like: Radiograph | None = None, *, format: str | N
     if fmt not in FORMATS:
         raise ImageWriteError(out, f"unknown output format {fmt!r}")
     a = np.asarray(pixels)
+    bits = _checked_bits(out, bits)
     in_bits = like.bits if like is not None else bits
     if bits is None:
         if like is not None:
