@@ -820,3 +820,25 @@ def test_write_bits_as_numpy_integer(tmp_path):
     r = read_image(write_image(tmp_path / "a.png", a, bits=np.int64(12)))
     assert r.bits == 12
     np.testing.assert_array_equal(r.pixels, a)
+
+
+def test_write_refuses_masked_pixels(tmp_path):
+    # np.asarray dropped the mask: the hidden values were written as pixels
+    a = _sample8(64)
+    with pytest.raises(ImageWriteError, match="masked"):
+        write_image(tmp_path / "m.png", np.ma.masked_array(a, mask=a > 200))
+    assert list(tmp_path.iterdir()) == []
+    r = read_image(write_image(tmp_path / "ok.png", np.ma.masked_array(a, mask=False)))
+    np.testing.assert_array_equal(r.pixels, a)
+
+
+def test_write_takes_the_tensors_the_library_returns(tmp_path):
+    # torch outputs that np.asarray refuses: requires_grad (RuntimeError), bfloat16 (TypeError)
+    torch = pytest.importorskip("torch")
+    f = torch.from_numpy(_sample8(64).astype(np.float32) / 255)
+    want = read_image(write_image(tmp_path / "np.png", f.numpy())).pixels
+    for name, t in [("grad", f.clone().requires_grad_(True)), ("bf16", f.bfloat16())]:
+        got = read_image(write_image(tmp_path / f"{name}.png", t)).pixels
+        expect = want if name == "grad" else read_image(
+            write_image(tmp_path / "bf.png", f.bfloat16().float().numpy())).pixels
+        np.testing.assert_array_equal(got, expect)
