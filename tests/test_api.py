@@ -147,3 +147,63 @@ def test_torch_half_precision_tensors():
         assert isinstance(g, torch.Tensor) and g.shape == t.shape
         want = xvert_gpu.wls_smooth(t.float().numpy())
         np.testing.assert_allclose(g.numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess, xvert_gpu.wls_weights])
+def test_masked_array_with_masked_pixels_is_refused(func):
+    # the min/max checks skip masked pixels, while the solver would smooth their hidden values
+    a = load_sample()[:24, :24].astype(np.float32) / 255
+    m = np.ma.masked_array(a.copy(), mask=a > 0.5)
+    m.data[m.mask] = 5.0
+    with pytest.raises(ValueError, match="masked"):
+        func(m)
+
+
+def test_masked_array_without_masked_pixels_is_its_data():
+    a = load_sample()[:24, :24].astype(np.float32) / 255
+    g = xvert_gpu.wls_smooth(np.ma.masked_array(a, mask=False))
+    assert type(g) is np.ndarray
+    np.testing.assert_array_equal(g, xvert_gpu.wls_smooth(a))
+    wx, _ = xvert_gpu.wls_weights(np.ma.masked_array(a))
+    assert type(wx) is np.ndarray
+
+
+@pytest.mark.parametrize("func", [xvert_gpu.wls_weights, xvert_gpu.wls_smooth, xvert_gpu.preprocess])
+@pytest.mark.parametrize("kind", ["Fraction", "Decimal", "0-d array", "torch 0-d"])
+def test_real_parameters_of_any_type_match_floats(func, kind):
+    # the checks accept anything float() takes; the arithmetic after them must too
+    from decimal import Decimal
+    from fractions import Fraction
+    convert = {"Fraction": Fraction, "Decimal": lambda v: Decimal(str(v)), "0-d array": np.array,
+               "torch 0-d": lambda v: pytest.importorskip("torch").tensor(v)}[kind]
+    a = load_sample()[:16, :20]
+    kw = {"lam": 2.0, "alpha": 1.5, "eps": 1e-3, "delta": 1e-3}
+    want = func(a, **kw)
+    got = func(a, **{k: convert(v) for k, v in kw.items()})
+    for w, g in zip(want if isinstance(want, tuple) else [want.xp if hasattr(want, "xp") else want],
+                    got if isinstance(got, tuple) else [got.xp if hasattr(got, "xp") else got]):
+        np.testing.assert_allclose(g, w, rtol=1e-5)  # torch.tensor(1e-3) is float32
+
+
+def test_torch_lazy_negated_view_is_read_as_its_values():
+    # z.conj().imag is a real tensor whose negation is only a flag (the "neg bit"); .numpy()
+    # refuses such a tensor when it is contiguous, as a 1x1 one is
+    torch = pytest.importorskip("torch")
+    a = torch.full((1, 1), 0.25)
+    view = torch.complex(torch.zeros_like(a), -a).conj().imag
+    assert view.is_neg() and view.is_contiguous() and torch.equal(view, a)
+    for func in (xvert_gpu.wls_smooth, xvert_gpu.wls_weights, xvert_gpu.preprocess):
+        assert func(view) is not None
+    assert xvert_gpu.wls_smooth(view).item() == 0.25
+
+
+@pytest.mark.parametrize("kind, match", [("sparse", "sparse"), ("meta", "meta"),
+                                         ("conj", "dtype complex64")])
+def test_torch_tensors_without_plain_data_raise_value_error(kind, match):
+    torch = pytest.importorskip("torch")
+    a = torch.rand(12, 10)
+    bad = {"sparse": lambda: a.to_sparse(), "meta": lambda: a.to("meta"),
+           "conj": lambda: torch.complex(a, a).conj()}[kind]()
+    for func in (xvert_gpu.wls_smooth, xvert_gpu.preprocess, xvert_gpu.wls_weights):
+        with pytest.raises(ValueError, match=match):
+            func(bad)

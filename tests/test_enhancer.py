@@ -167,3 +167,20 @@ def test_quantise_reaches_the_top_without_wrapping(dtype):
     assert out.dtype == np.dtype(dtype)
     assert out[0] == 0 and 0 < out[1] < out[2]
     assert out[2] >= info.max - 2 ** max(0, info.bits - 53)  # float64 cannot hold 2**63 - 1
+
+
+@pytest.mark.parametrize("bits", [12.7, 12.0, "12", True, np.float64(12)])
+def test_bits_must_be_an_integer(enhancer, image, bits):
+    # int() would read 12.7 as 12 and True as 1 bit without a word
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        enhancer.enhance(image.astype(np.uint16) * 16, bits=bits)
+
+
+def test_bits_as_numpy_integer(enhancer, image):
+    a = image[:32, :32].astype(np.uint16) * 16
+    np.testing.assert_array_equal(enhancer.enhance(a, bits=np.int64(12)), enhancer.enhance(a, bits=12))
+
+
+def test_bits_type_is_checked_for_float_input_too(enhancer, image):
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        enhancer.enhance(image.astype(np.float32) / 255, bits=12.7)

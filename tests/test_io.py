@@ -805,3 +805,40 @@ def test_write_a_name_near_the_file_system_limit(tmp_path):
         np.testing.assert_array_equal(read_image(tmp_path / name).pixels, _sample8(64))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x" * 246 + ".png",
                                                                  "é" * 123 + ".png"])
+
+
+@pytest.mark.parametrize("bits", [12.5, 12.0, "12", True, np.float64(12)])
+def test_write_bits_must_be_an_integer(tmp_path, bits):
+    # 12.5 and "12" raised TypeError; True was taken as a 1-bit depth ("outside [0, 1] for True bits")
+    with pytest.raises(ImageWriteError, match="bits must be an integer"):
+        write_image(tmp_path / "a.png", _scaled(12, 64), bits=bits)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bits_as_numpy_integer(tmp_path):
+    a = _scaled(12, 64)
+    r = read_image(write_image(tmp_path / "a.png", a, bits=np.int64(12)))
+    assert r.bits == 12
+    np.testing.assert_array_equal(r.pixels, a)
+
+
+def test_write_refuses_masked_pixels(tmp_path):
+    # np.asarray dropped the mask: the hidden values were written as pixels
+    a = _sample8(64)
+    with pytest.raises(ImageWriteError, match="masked"):
+        write_image(tmp_path / "m.png", np.ma.masked_array(a, mask=a > 200))
+    assert list(tmp_path.iterdir()) == []
+    r = read_image(write_image(tmp_path / "ok.png", np.ma.masked_array(a, mask=False)))
+    np.testing.assert_array_equal(r.pixels, a)
+
+
+def test_write_takes_the_tensors_the_library_returns(tmp_path):
+    # torch outputs that np.asarray refuses: requires_grad (RuntimeError), bfloat16 (TypeError)
+    torch = pytest.importorskip("torch")
+    f = torch.from_numpy(_sample8(64).astype(np.float32) / 255)
+    want = read_image(write_image(tmp_path / "np.png", f.numpy())).pixels
+    for name, t in [("grad", f.clone().requires_grad_(True)), ("bf16", f.bfloat16())]:
+        got = read_image(write_image(tmp_path / f"{name}.png", t)).pixels
+        expect = want if name == "grad" else read_image(
+            write_image(tmp_path / "bf.png", f.bfloat16().float().numpy())).pixels
+        np.testing.assert_array_equal(got, expect)

@@ -202,6 +202,37 @@ def test_bad_input_tmqi(check_images):
         tmqi(np.ones_like(i12), u8)
 
 
+def test_ndarray_subclasses_are_read_as_plain_arrays(check_images):
+    # np.matrix makes * a matrix product: TMQI of a square image came out above 1
+    i12, i8, _, _ = check_images
+    u8 = i8.astype(np.uint8)
+    assert tmqi(np.matrix(i12), u8) == tmqi(i12, u8)
+    assert tmqi(i12, np.matrix(u8)) == tmqi(i12, u8)
+    for fn in (entropy, tenengrad, lpc_si):
+        assert fn(np.matrix(u8)) == fn(u8), fn.__name__
+        assert fn(np.ma.masked_array(u8)) == fn(u8), fn.__name__
+
+
+def test_big_endian_uint16_is_uint16(check_images):
+    # e.g. np.fromfile(path, ">u2"): the dtype compares unequal to np.uint16 but holds the same
+    i12, i8, _, _ = check_images
+    u16 = (i8 * 257).astype(np.uint16)
+    for fn in (entropy, tenengrad, lpc_si):
+        assert fn(u16.astype(">u2")) == fn(u16), fn.__name__
+    assert tmqi(i12, u16.astype(">u2")) == tmqi(i12, u16)
+    assert tmqi(i12.astype(">u2"), u16) == tmqi(i12.astype(np.uint16), u16)
+
+
+def test_masked_pixels_are_refused(check_images):
+    i12, i8, _, _ = check_images
+    u8 = i8.astype(np.uint8)
+    for fn in (entropy, tenengrad, lpc_si):
+        with pytest.raises(ValueError, match="masked"):
+            fn(np.ma.masked_array(u8, mask=u8 > 200))
+    with pytest.raises(ValueError, match="reference is a masked array"):
+        tmqi(np.ma.masked_array(i12, mask=i12 > 3000), u8)
+
+
 # --------------------------------------------------------------------------- CuPy path
 
 @pytest.mark.gpu

@@ -65,10 +65,47 @@ def to_torch(x: Any):
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+def base_ndarray(a: np.ndarray, name: str = "image") -> np.ndarray:
+    """A NumPy array or subclass as a plain ``ndarray`` view of the same data (no copy).
+
+    Subclasses change what the operators mean (``np.matrix`` makes ``*`` a matrix product) and
+    a masked array's reductions skip its masked pixels, which every later step would use as
+    data, so masked pixels are refused and the mask of a fully valid array is dropped.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` is a masked array with masked pixels.
+    """
+    if isinstance(a, np.ma.MaskedArray):
+        masked = int(np.ma.getmaskarray(a).sum())
+        if masked:
+            raise ValueError(f"{name} is a masked array with {masked} masked pixels; fill them "
+                             f"first ({name}.filled(value)), the pixels under a mask are not data")
+        a = np.ma.getdata(a)
+    return a if type(a) is np.ndarray else a.view(np.ndarray)
+
+
+def _torch_data(t: Any) -> Any:
+    """A detached dense tensor holding ``t``'s values, ready for ``.numpy()`` or DLPack.
+
+    Lazy conjugation and negation (``z.conj()``, ``z.conj().imag``) are only flags on a view,
+    which ``.numpy()`` and DLPack refuse, so they are applied; sparse and meta tensors have no
+    such data and raise ValueError.
+    """
+    import torch
+
+    if t.layout != torch.strided:
+        raise ValueError(f"image is a sparse tensor ({t.layout}); pass image.to_dense()")
+    if t.is_meta:
+        raise ValueError("image is a tensor on the meta device, which holds no data")
+    return t.detach().resolve_conj().resolve_neg()
+
+
 def _plain(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Strip the torch wrapper: (numpy or cupy array, function that wraps results back)."""
     if _is_torch(x):
-        t = x.detach()
+        t = _torch_data(x)
         if t.dtype.is_floating_point and t.dtype.itemsize < 4:
             t = t.float()  # bfloat16 has no NumPy / DLPack-to-CuPy counterpart
         if t.is_cuda:
@@ -77,7 +114,7 @@ def _plain(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     if _is_cupy(x):
         return x, lambda y: y
     if isinstance(x, np.ndarray):
-        return x, lambda y: y
+        return base_ndarray(x), lambda y: y
     if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
         return np.asarray(x), lambda y: y
     raise ValueError(f"image must be a NumPy, CuPy or torch array; got {type(x).__name__}")

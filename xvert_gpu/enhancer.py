@@ -26,7 +26,7 @@ import torch
 from . import artefact, backends
 from .arrays import _plain, array_module, caller_stream, to_unit_float
 from .chain import ChainParams, first_input, next_input
-from .stretch import integer_bits, quantise, robust_stretch
+from .stretch import check_bits, integer_bits, quantise, robust_stretch
 from .tiling import check_tile, run_tiled
 from .wls import move_like, move_to
 
@@ -37,6 +37,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def _scaled(a: Any, bits: int | None) -> Any:
     """float32 on [0, 1]: integers divided by ``2**bits - 1`` (default: their dtype's range)."""
+    if bits is not None:
+        check_bits(bits)  # float input ignores it (callers pass a file's bits), but not its type
     x = to_unit_float(a)
     if bits is None or a.dtype.kind == "f":
         return x

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import _is_cupy, array_module
+from .arrays import _is_cupy, array_module, base_ndarray
 
 __all__ = ["entropy", "tenengrad", "lpc_si", "tmqi", "round_half_away"]
 
@@ -111,6 +111,12 @@ def _check(img: Any, name: str = "img") -> Any:
             img = np.asarray(img)
         except Exception as exc:  # ragged lists, CUDA tensors and the like
             raise ValueError(f"{name} cannot be read as a NumPy or CuPy array: {exc}") from None
+    if isinstance(img, np.ndarray):
+        # np.matrix turns * into a matrix product; a masked array's pixels under the mask are
+        # not data, yet every filter and reduction here would use them
+        img = base_ndarray(img, name)
+        if not img.dtype.isnative:  # '>u2' != np.uint16, yet it is uint16 data
+            img = img.astype(img.dtype.newbyteorder("="))
     xp = array_module(img)
     if img.ndim != 2:
         raise ValueError(f"{name} must be a 2-D grey image (rows, cols); got {img.ndim}-D shape "

@@ -65,9 +65,9 @@ def preprocess(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     -------
     Preprocessed
     """
-    _check_params(lam, alpha, eps, delta, tol, maxiter)
-    _check_real("e_floor", e_floor)
-    if not float(e_floor) > 0:
+    lam, alpha, eps, delta, tol = _check_params(lam, alpha, eps, delta, tol, maxiter)
+    e_floor = _check_real("e_floor", e_floor)
+    if not e_floor > 0:
         raise ValueError(f"e_floor must be > 0; got {e_floor}")
     x, back = to_working(image)
     backend = backends.resolve(device, x)

@@ -6,6 +6,7 @@ The network output has no fixed range: each image is mapped so that its
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,13 @@ def robust_stretch(a: Any, low: float = LOW, high: float = HIGH) -> Any:
     return out if a.ndim == 3 else out[0]
 
 
+def check_bits(bits: Any) -> int:
+    """``bits`` as an int, or a ValueError: ``int()`` would read 12.7 as 12 and True as 1."""
+    if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, numbers.Integral):
+        raise ValueError(f"bits must be an integer; got {bits!r} ({type(bits).__name__})")
+    return int(bits)
+
+
 def integer_bits(dtype: Any, bits: int | None = None) -> int:
     """The stored bit depth of integer ``dtype`` data: ``bits`` checked, or the dtype's own.
 
@@ -47,7 +55,7 @@ def integer_bits(dtype: Any, bits: int | None = None) -> int:
     """
     dtype = np.dtype(dtype)
     full = np.iinfo(dtype).bits if dtype.kind == "u" else np.iinfo(dtype).bits - 1
-    bits = full if bits is None else int(bits)
+    bits = full if bits is None else check_bits(bits)
     if not 1 <= bits <= full:
         raise ValueError(f"bits={bits} does not fit dtype {dtype}: it holds 1 to {full} bits")
     return bits

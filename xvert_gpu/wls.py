@@ -48,35 +48,44 @@ def _is_real(v: Any) -> bool:
     return getattr(v, "ndim", 0) == 0 and not np.iscomplexobj(v)
 
 
-def _check_weight_params(lam: float, alpha: float, eps: float, delta: float) -> None:
-    """ValueError naming the first bad weight parameter."""
-    for name, v in (("lam", lam), ("alpha", alpha), ("eps", eps), ("delta", delta)):
-        _check_real(name, v)
+def _check_weight_params(lam: float, alpha: float, eps: float,
+                         delta: float) -> tuple[float, float, float, float]:
+    """The weight parameters as floats, or a ValueError naming the first bad one."""
+    lam, alpha, eps, delta = (_check_real(name, v) for name, v in
+                              (("lam", lam), ("alpha", alpha), ("eps", eps), ("delta", delta)))
     if lam < 0:
         raise ValueError(f"lam must be >= 0; got {lam}")
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0; got {alpha}")
     if eps <= 0 or delta <= 0:
         raise ValueError(f"eps and delta must be > 0; got eps={eps}, delta={delta}")
+    return lam, alpha, eps, delta
 
 
-def _check_real(name: str, v: Any) -> None:
+def _check_real(name: str, v: Any) -> float:
+    """``v`` as a Python float, or a ValueError naming ``name``.
+
+    The float is what the solver and the weights use: a Decimal, a Fraction or a 0-d torch
+    tensor passes the check but would not mix with NumPy arrays in the arithmetic after it.
+    """
     if not _is_real(v):
         raise ValueError(f"{name} must be a real number; got {v!r} ({type(v).__name__})")
     if not np.isfinite(float(v)):
         raise ValueError(f"{name} must be finite; got {v}")
+    return float(v)
 
 
 def _check_params(lam: float, alpha: float, eps: float, delta: float, tol: float,
-                  maxiter: int | None = None) -> None:
-    """ValueError naming the first bad parameter of a solve."""
-    _check_weight_params(lam, alpha, eps, delta)
-    _check_real("tol", tol)
+                  maxiter: int | None = None) -> tuple[float, float, float, float, float]:
+    """(lam, alpha, eps, delta, tol) as floats, or a ValueError naming the first bad parameter."""
+    lam, alpha, eps, delta = _check_weight_params(lam, alpha, eps, delta)
+    tol = _check_real("tol", tol)
     if not 0 < tol < 1:
         raise ValueError(f"tol is a relative residual and must lie in (0, 1); got {tol}")
     if maxiter is not None and (isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral)
                                 or maxiter < 1):
         raise ValueError(f"maxiter must be a positive integer or None; got {maxiter!r}")
+    return lam, alpha, eps, delta, tol
 
 
 def wls_weights(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
@@ -97,7 +106,7 @@ def wls_weights(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1
     wy : array (..., H-1, W)
         Weights between vertical neighbours.
     """
-    _check_weight_params(lam, alpha, eps, delta)
+    lam, alpha, eps, delta = _check_weight_params(lam, alpha, eps, delta)
     x, back = to_working(image)
     xp = array_module(x)
     lum = xp.log(x.astype(xp.float64) + delta)
@@ -186,7 +195,7 @@ def wls_smooth(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     info : SolveInfo
         Only with ``return_info=True``.
     """
-    _check_params(lam, alpha, eps, delta, tol, maxiter)
+    lam, alpha, eps, delta, tol = _check_params(lam, alpha, eps, delta, tol, maxiter)
     x, back = to_working(image)
     backend = backends.resolve(device, x)
     with caller_stream(image):

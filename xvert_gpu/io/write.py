@@ -13,10 +13,34 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..arrays import _plain, to_numpy
+from ..stretch import check_bits
 from .dicom_derived import _dicom_dataset, _pydicom3
 from .errors import ImageWriteError
 from .jsrt import JSRT_BITS, JSRT_SHAPE
 from .radiograph import EXTENSIONS, FORMATS, Radiograph
+
+
+def _host_pixels(path, pixels: Any) -> np.ndarray:
+    """``pixels`` as a plain NumPy array: any array the library returns (NumPy, CuPy, torch on
+    any device, with grad or in bfloat16), which ``np.asarray`` alone refuses or, for a masked
+    array, reads without its mask."""
+    try:
+        a, _ = _plain(pixels)
+    except ValueError as e:
+        raise ImageWriteError(path, str(e)) from None
+    return to_numpy(a)
+
+
+def _checked_bits(path, bits: Any) -> int | None:
+    """``bits`` as an int (None stays None): 12.5 or "12" would fail deep in the encoders, and
+    True would pass every range check as a 1-bit depth."""
+    if bits is None:
+        return None
+    try:
+        return check_bits(bits)
+    except ValueError as e:
+        raise ImageWriteError(path, str(e)) from None
 
 
 def _target_bits(fmt: str, bits: int) -> int:
@@ -113,7 +137,8 @@ def write_image(path, pixels, like: Radiograph | None = None, *, format: str | N
     """Write ``pixels`` to ``path`` atomically (temporary file in the same folder, then rename).
 
     ``pixels``: 2-D float array on [0, 1] (clipped), or integers at ``like.bits`` (or at
-    ``bits``, or at the dtype's 8/16 bits without either). The format is ``format``, else the
+    ``bits``, or at the dtype's 8/16 bits without either); NumPy, CuPy or torch (copied to the
+    host), a masked array only without masked pixels. The format is ``format``, else the
     path's extension, else ``like.format``; the bit depth is ``bits``, else ``like.bits``, else
     8/16/32 from the dtype, adapted to what the format holds (PNG 8..16, JPEG 8, TIFF 8/12/16/32,
     DICOM 1..16, JSRT 12). DICOM output is a derived image of ``like.dataset`` (SPEC section 8);
@@ -127,7 +152,8 @@ def write_image(path, pixels, like: Radiograph | None = None, *, format: str | N
     fmt = {"dcm": "dicom", "jpg": "jpeg", "tif": "tiff"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise ImageWriteError(out, f"unknown output format {fmt!r}")
-    a = np.asarray(pixels)
+    a = _host_pixels(out, pixels)
+    bits = _checked_bits(out, bits)
     in_bits = like.bits if like is not None else bits
     if bits is None:
         if like is not None:
