@@ -70,6 +70,39 @@ def test_lambda_range(lam):
     assert detail_error(g, exact, x) <= 1e-5
 
 
+@pytest.mark.parametrize("shape,seed,lam", [((2, 2), 1, 1e8), ((2, 2), 1, 1e4), ((127, 33), 2, 1e8),
+                                           ((64, 64), 3, 1e6)])
+def test_large_lambda_is_solved_or_reported(shape, seed, lam):
+    """A large lam gave wrong results that reported success: a 2x2 image at lam = 1e8 came out
+    3.0 above the exact answer with a residual of 1e-9 (float32 A p lost the small part of the
+    residual update). The answer is now right, with a true residual under tol."""
+    x = np.random.default_rng(seed).random(shape).astype(np.float32)
+    exact = reference.wls_smooth(x.astype(np.float64), lam=lam)
+    g, info = xvert_gpu.wls_smooth(x, lam=lam, return_info=True)
+    assert info.converged and info.residuals[-1] <= 1e-5
+    assert x.min() - 1e-6 <= g.min() and g.max() <= x.max() + 1e-6
+    assert np.abs(g - exact).max() < 1e-4
+
+
+def test_pcg_checks_the_true_residual_before_it_stops(monkeypatch):
+    """With float32 products (as the CUDA backend has) the recursive residual drifts below the
+    true one at a large lam; pcg recomputes b - A x before it stops and goes on from it."""
+    from xvert_gpu.cpu.system import CpuSystem
+    from xvert_gpu.krylov import pcg
+
+    monkeypatch.setattr(CpuSystem, "precise_matvec", False)
+    x = load_sample(NAMES[0])[150:214, 150:214].astype(np.float32) / 255
+    system = CpuSystem(x, 1e6, 1.2, 1e-4, 1e-4)
+    history = []
+    g, info = pcg(system, x0=x, tol=1e-5, maxiter=300, residuals=history)
+    q = np.zeros(x.shape)
+    system.matvec_dot(g, q)
+    true = np.linalg.norm(x - q) / np.linalg.norm(x)
+    assert true == pytest.approx(history[-1], rel=1e-6)  # what it reports is the truth
+    assert (info == 0) == (true <= 1e-5)
+    assert any(later > earlier for earlier, later in zip(history, history[1:]))  # a restart
+
+
 @pytest.mark.parametrize("value", [0.0, 0.37, 1.0])
 def test_constant_image_unchanged(value):
     x = np.full((45, 61), value, np.float32)

@@ -27,6 +27,10 @@ class CpuSystem:
     """
 
     backend = "cpu"
+    # q = A p in float64: p is float32, but A's entries are up to lam / eps times b's, so a
+    # float32 q loses the small part of A p that the residual update needs (with lam = 1e4 the
+    # recursive residual ended 100x below the true one, with lam = 1e6 at 1e-5 for a true 0.1)
+    precise_matvec = True
 
     def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float,
                  plateaus: bool = True):
