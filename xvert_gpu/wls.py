@@ -179,8 +179,11 @@ def wls_smooth(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
         Weight exponent, weight regulariser and log offset (SPEC section 2).
     tol : float
         Relative residual ``||x - A g|| / ||x||`` at which conjugate gradients
-        stops, in (0, 1). The iteration starts from ``g = x``; the detail error
-        ``||g - g_exact|| / ||x - g_exact||`` comes out below ``tol``.
+        stops, in (0, 1), checked on the residual recomputed from ``g`` before it stops. The
+        iteration starts from ``g = x``; for the paper's ``lam`` (0.1 to 10) the detail error
+        ``||g - g_exact|| / ||x - g_exact||`` comes out below ``tol``. A ``lam`` so small that
+        ``x`` itself meets ``tol`` returns ``x`` (its detail layer, of size ``lam``, is
+        below the tolerance).
     maxiter : int, optional
         Iteration limit per image, at least 1 (default 500); a solve that stops short warns.
     device : {"auto", "cpu", "cuda"}
