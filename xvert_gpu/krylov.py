@@ -68,7 +68,8 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
     else:
         x[...] = x0
         system.matvec_dot(x, r)
-        r[...] = b - r
+        r *= -1.0  # r = b - A x in place: b - r would be a temporary image of float64
+        r += b
     if bnorm == 0.0:
         if residuals is not None:
             residuals.append(0.0)
@@ -117,5 +118,6 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
 def _replace_residual(system: System, x: Any, r: Any) -> float:
     """r = b - A x, recomputed from x (float64); returns ||r||."""
     system.matvec_dot(x, r)
-    r[...] = system.b - r
+    r *= -1.0  # in place: at the end of a solve every level's arrays are still held
+    r += system.b
     return math.sqrt(system.dot(r, r))
