@@ -449,21 +449,36 @@ class _BatchPCG:
         _dot(self.r, self.z, new)
         _update_direction(self.p, self.z, new, old, self.state)
 
-    def results(self):
+    def results(self, b):
+        """Iterations, residual histories and convergence flags, per image.
+
+        The last residual of each history is ``b - A x`` recomputed in float64, and an image
+        counts as converged only when that meets ``tol``: with float32 ``q = A p`` the
+        recursive residual drifts below the true one by about ``1e-7 lam`` (the CPU forms
+        ``A p`` in float64 and restarts from the true residual; see ``krylov.pcg``), which at
+        a large ``lam`` would otherwise report a wrong ``x`` as converged.
+        """
         cp = _cupy()
+        true = cp.zeros(self.N, cp.float64)
+        self.fine.residual(b.astype(cp.float64), self.x, self.r)
+        _dot(self.r, self.r, true)
         state = cp.asnumpy(self.state)
         iters = cp.asnumpy(self.iters)
         rr = cp.asnumpy(self.rr_hist)
         bb = cp.asnumpy(self.bb)
-        residuals = []
+        true = cp.asnumpy(true)
+        residuals, converged = [], []
         for n in range(self.N):
             if bb[n] == 0.0:
                 residuals.append([0.0])
+                converged.append(bool(state[n] == CONVERGED))
                 continue
             bnorm = math.sqrt(bb[n])
-            residuals.append([math.sqrt(v) / bnorm for v in rr[: iters[n] + 1, n]])
-        return ([int(k) for k in iters], residuals,
-                [bool(s == CONVERGED) for s in state])
+            history = [math.sqrt(v) / bnorm for v in rr[: iters[n] + 1, n]]
+            history[-1] = math.sqrt(true[n]) / bnorm
+            residuals.append(history)
+            converged.append(bool(state[n] == CONVERGED) and history[-1] <= float(self.tol))
+        return [int(k) for k in iters], residuals, converged
 
 
 def solve_batch(stack, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
@@ -527,7 +542,7 @@ def solve_batch(stack, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
             if it == maxiter or (it % check_every == 0 and not pcg.active()):
                 break
             pcg.direction(it)
-    iterations, residuals, converged = pcg.results()
+    iterations, residuals, converged = pcg.results(b)
     g = pcg.x.astype(_cupy().float32)
     return (g[0] if squeeze else g), iterations, residuals, converged
 
