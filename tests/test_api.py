@@ -37,11 +37,22 @@ def test_bad_input_raises_value_error(func, bad, match):
     ({"maxiter": True}, "maxiter"), ({"lam": "1"}, "lam must be a real number"),
     ({"lam": None}, "lam must be a real number"), ({"alpha": 1j}, "alpha"),
     ({"delta": np.ones(2)}, "delta"),
+    ({"lam": 1e35}, r"lam / eps .* overflows"), ({"lam": 1.0, "eps": 1e-40}, r"lam / eps"),
 ])
 @pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess])
 def test_bad_parameters(func, kw, match):
     with pytest.raises(ValueError, match=match):
         func(np.zeros((8, 8), np.float32), **kw)
+
+
+@pytest.mark.parametrize("kw", [{"lam": 1e35}, {"eps": 1e-40}])
+def test_weights_that_overflow_float32_are_refused(kw):
+    """lam / eps beyond float32's range gave inf weights (and NaN solves) with only NumPy's
+    overflow warning."""
+    with pytest.raises(ValueError, match=r"lam / eps .* overflows the float32 weights"):
+        xvert_gpu.wls_weights(np.zeros((8, 8), np.float32), **kw)
+    wx, wy = xvert_gpu.wls_weights(np.zeros((8, 8), np.float32), lam=3e34)
+    assert np.isfinite(wx).all() and np.isfinite(wy).all()
 
 
 @pytest.mark.parametrize("e_floor", [0, -1e-3, "0.001", None, float("nan"), float("inf")])

@@ -37,6 +37,9 @@ class SolveInfo:
     extra: dict = field(default_factory=dict)
 
 
+_WEIGHT_MAX = float(np.finfo(np.float32).max)
+
+
 def _is_real(v: Any) -> bool:
     """A real scalar (NumPy and 0-d arrays included), not a string or a bool."""
     if isinstance(v, (str, bytes, bool, np.bool_)) or v is None:
@@ -59,6 +62,9 @@ def _check_weight_params(lam: float, alpha: float, eps: float,
         raise ValueError(f"alpha must be > 0; got {alpha}")
     if eps <= 0 or delta <= 0:
         raise ValueError(f"eps and delta must be > 0; got eps={eps}, delta={delta}")
+    if lam / eps > _WEIGHT_MAX:  # the weight between equal pixels, stored in float32
+        raise ValueError(f"lam / eps = {lam / eps:g} overflows the float32 weights (at most "
+                         f"{_WEIGHT_MAX:g}); got lam={lam}, eps={eps}")
     return lam, alpha, eps, delta
 
 
