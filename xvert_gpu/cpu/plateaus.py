@@ -25,6 +25,10 @@ from .stencil import _NJ, apply_row
 
 MIN_SIZE = 2  # a single pixel is already relaxed exactly by the line smoother
 STRONG = 0.5  # a coupling is strong above this fraction of lam / eps (the largest weight)
+# row chunks of the plateau sums, each with its own array of per-plateau sums: one per thread
+# would cost an image's worth for every 5 threads at 2048^2 (16 threads put a solve over the
+# 30 images issue 2 allows), and the sums are bound by memory beyond a few threads anyway
+MAX_PARTS = 4
 
 
 @nb.njit(inline="always", **_NJ)
@@ -166,7 +170,7 @@ class Plateaus:
         self.count = int(_label(cn, cw, float(strong), self.labels))
         self.diag = np.empty(self.count)
         _galerkin_diagonal(cn, cw, self.labels, self.diag)
-        self._parts = np.empty((nb.get_num_threads(), self.count))
+        self._parts = np.empty((min(nb.get_num_threads(), MAX_PARTS), self.count))
 
     def start(self, f: np.ndarray, u: np.ndarray) -> None:
         """u = P D^-1 P^T f: the correction from a zero guess, which needs no residual."""
