@@ -51,19 +51,26 @@ def test_apply_and_residual_match_dense(shape, nine):
     np.testing.assert_allclose(r.ravel(), f.ravel() - Au, rtol=1e-5, atol=1e-5 * np.abs(Au).max())
 
 
+def _line_problem(shape, nine, op_seed, seed):
+    """An operator with its line factors, and random f and u: (op, rows, cols, f, u0).
+
+    f and u0 are float32, the solver's own argument types on every level, so that the tests
+    reuse its compiled kernels.
+    """
+    op = _operator(shape, nine, op_seed)
+    rows, cols = lines.factor_arrays(shape)
+    lines.line_factors(*op, *rows, *cols)
+    rng = np.random.default_rng(seed)
+    return op, rows, cols, rng.random(shape).astype(np.float32), rng.random(shape).astype(np.float32)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("nine", [False, True])
 @pytest.mark.parametrize("along_rows", [True, False])
 @pytest.mark.parametrize("parity", [0, 1])
 def test_zebra_half_sweep_solves_its_lines_exactly(shape, nine, along_rows, parity):
     """After a half-sweep the relaxed lines satisfy A u = f given the other lines, which stay put."""
-    H, W = shape
-    op = _operator(shape, nine, 3)
-    rows, cols = lines.factor_arrays(shape)
-    lines.line_factors(*op, *rows, *cols)
-    rng = np.random.default_rng(4)
-    f = rng.random(shape).astype(np.float32)
-    u0 = rng.random(shape).astype(np.float32)
+    op, rows, cols, f, u0 = _line_problem(shape, nine, 3, 4)
     u = u0.copy()
     mass, cn, cw, cnw, cne = op
     if along_rows:
@@ -92,14 +99,7 @@ def test_zebra_half_sweep_solves_its_lines_exactly(shape, nine, along_rows, pari
 @pytest.mark.parametrize("first", [0, 1])
 def test_fused_row_pair_is_two_half_sweeps(shape, nine, first):
     """relax_rows_pair, in one, two, three or five bands, equals the two half-sweeps bit for bit."""
-    op = _operator(shape, nine, 6)
-    rows, cols = lines.factor_arrays(shape)
-    lines.line_factors(*op, *rows, *cols)
-    rng = np.random.default_rng(7)
-    # the solver's own argument types (float32 right-hand sides and corrections on every level),
-    # so that the test reuses its compiled kernels
-    f = rng.random(shape).astype(np.float32)
-    u0 = rng.random(shape).astype(np.float32)
+    op, rows, cols, f, u0 = _line_problem(shape, nine, 6, 7)
     _, cn, cw, cnw, cne = op
     want = u0.copy()
     lines.relax_rows(f, want, cn, cw, cnw, cne, *rows, first)

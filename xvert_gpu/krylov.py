@@ -60,21 +60,20 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
     maxiter = 500 if maxiter is None else int(maxiter)
     b = system.b
     bnorm = math.sqrt(system.dot(b, b))
-    # x and r accumulate many small updates and stay in float64; z, p, q are float32
+    # x and r accumulate many small updates and stay in float64; z and p are float32, and so
+    # is q unless the system asks for precise products (``precise_matvec``)
     x = system.zeros(precise=True)
     r = system.zeros(precise=True)
     if x0 is None:
         r[...] = b
+        rnorm = math.sqrt(system.dot(r, r))
     else:
         x[...] = x0
-        system.matvec_dot(x, r)
-        r *= -1.0  # r = b - A x in place: b - r would be a temporary image of float64
-        r += b
+        rnorm = _replace_residual(system, x, r)
     if bnorm == 0.0:
         if residuals is not None:
             residuals.append(0.0)
         return x, 0
-    rnorm = math.sqrt(system.dot(r, r))
     if residuals is not None:
         residuals.append(rnorm / bnorm)
     if rnorm <= tol * bnorm:
@@ -118,6 +117,6 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
 def _replace_residual(system: System, x: Any, r: Any) -> float:
     """r = b - A x, recomputed from x (float64); returns ||r||."""
     system.matvec_dot(x, r)
-    r *= -1.0  # in place: at the end of a solve every level's arrays are still held
+    r *= -1.0  # in place: b - r would be a temporary float64 image, with every level held
     r += system.b
     return math.sqrt(system.dot(r, r))

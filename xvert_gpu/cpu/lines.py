@@ -244,7 +244,8 @@ def relax_rows(f, u, cn, cw, cnw, cne, rcp, rinv, parity):
         ny = min(L, nrows - L * k)
         for q in range(ny):
             ys[q] = parity + 2 * (L * k + q)
-        _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, np.empty((L, W), u.dtype), np.empty((L, W), u.dtype))
+        _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, np.empty((L, W), u.dtype),
+                       np.empty((L, W), u.dtype))
 
 
 @nb.njit(parallel=True, **_NJ)
@@ -297,7 +298,8 @@ def relax_rows_pair(f, u, cn, cw, cnw, cne, rcp, rinv, first, bands):
             z -= 1
         ys = np.empty(1, np.intp)
         ys[0] = z
-        _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, 1, np.empty((1, W), u.dtype), np.empty((1, W), u.dtype))
+        _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, 1, np.empty((1, W), u.dtype),
+                       np.empty((1, W), u.dtype))
 
 
 @nb.njit(inline="always", **_NJ)

@@ -20,8 +20,8 @@ from . import lines, transfer, vectors
 from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
-# right-hand sides and corrections of the coarse levels, as on the finest (the residual that
-# goes in and the sweeps' recurrences are float64 either way)
+# right-hand sides and corrections of the coarse levels, as on the finest (where f is a float32
+# copy of the PCG residual); the line solves work in this precision (see lines.py)
 COARSE_DTYPE = np.float32
 
 
