@@ -42,8 +42,9 @@ def test_iterations_to_1e5_detail_error_at_512(name):
     assert its is not None and its <= 60, its
 
 
-def test_upsampled_1024():
-    x, exact = exact_smooth(NAMES[0], 1024)
+@pytest.mark.parametrize("name", NAMES)
+def test_upsampled_1024(name):
+    x, exact = exact_smooth(name, 1024)
     g, info = xvert_gpu.wls_smooth(x.astype(np.float32), return_info=True)
     assert info.converged and detail_error(g, exact, x) <= 1e-3
     its = _iterations_to(x, exact, 1e-5)
@@ -198,15 +199,20 @@ def test_cpu_weights_kernel_matches_reference():
 
 
 @pytest.mark.slow
-def test_upsampled_2048_against_pyamg_truth():
-    """2048^2: the direct solve needs 10 GB, so a 1e-10 pyamg Ruge-Stuben solve is the truth."""
+@pytest.mark.parametrize("name", NAMES)
+def test_upsampled_2048_against_pyamg_truth(name):
+    """2048^2: the direct solve needs 10 GB, so a 1e-10 pyamg Ruge-Stuben solve is the truth.
+
+    Issue 2: at most 60 iterations to a detail error of 1e-5, and at most 30 % more than at
+    512^2, on both bundled samples (15 -> 17 and 13 -> 16 when this test was written).
+    """
     pyamg = pytest.importorskip("pyamg")
-    x = load_sample(NAMES[0], 2048).astype(np.float64) / 255
+    x = load_sample(name, 2048).astype(np.float64) / 255
     A = reference.system_matrix(*reference.weights(x))
     ml = pyamg.ruge_stuben_solver(A.tocsr())
     exact = ml.solve(x.ravel(), tol=1e-11, accel="cg", maxiter=200).reshape(x.shape)
     g = xvert_gpu.wls_smooth(x.astype(np.float32))
     assert detail_error(g, exact, x) <= 1e-3
     its = _iterations_to(x, exact, 1e-5)
-    its512 = _iterations_to(*exact_smooth(NAMES[0]), 1e-5)
+    its512 = _iterations_to(*exact_smooth(name), 1e-5)
     assert its <= 60 and its <= 1.3 * its512, (its512, its)
