@@ -38,9 +38,10 @@ extern "C" __global__ void xv_dot_f64_f32(const double* a, const float* b, int N
 
 // x += a p; r -= a q; rr[n] += ||r||^2 with a = num[n] / den[n]. Image n is skipped when
 // state[n] != 0 or when den[n] is not positive (PCG breakdown; xv_pcg_check flags it).
+// q = A p is float64 (xv_apply_dot_f32_f64): see krylov.pcg.
 extern "C" __global__ void xv_update_solution(double* __restrict__ x, double* __restrict__ r,
                                               const float* __restrict__ p,
-                                              const float* __restrict__ q, int N, int HW,
+                                              const double* __restrict__ q, int N, int HW,
                                               const double* num, const double* den,
                                               const int* state, double* rr) {
     for (int n = blockIdx.y; n < N; n += gridDim.y) {
@@ -52,7 +53,7 @@ extern "C" __global__ void xv_update_solution(double* __restrict__ x, double* __
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < HW; i += gridDim.x * blockDim.x) {
             const size_t k = off + i;
             x[k] += a * (double)p[k];
-            const double v = r[k] - a * (double)q[k];
+            const double v = r[k] - a * q[k];
             r[k] = v;
             part += v * v;
         }

@@ -161,7 +161,10 @@ class Level:
         N, H, W = self.shape
         tag = _dtype_tag(u)
         if out.dtype != u.dtype:
-            raise TypeError("apply_dot needs u and out of one dtype")
+            if (u.dtype, out.dtype) != (np.float32, np.float64):
+                raise TypeError("apply_dot needs u and out of one dtype, or u float32 and out "
+                                "float64")
+            tag = "f32_f64"
         _kernel(f"xv_apply_dot_{tag}")(*_grid(N, H * W), (u, *self.op_args, _i32(N), _i32(H),
                                                           _i32(W), out, dot))
 
@@ -320,9 +323,11 @@ def _update_direction(p, z, num, den, state) -> None:
 class CudaSystem:
     """One image's WLS system on the GPU behind the ``krylov.System`` protocol.
 
-    Vectors are CuPy arrays of the image's shape: ``x``, ``r`` float64, ``z``, ``p``, ``q``
+    Vectors are CuPy arrays of the image's shape: ``x``, ``r``, ``q`` float64, ``z``, ``p``
     float32 (``zeros(precise=True)`` gives float64).
     """
+
+    precise_matvec = True  # q = A p in float64, as the CPU system (see krylov.pcg)
 
     backend = "cuda"
 
@@ -369,8 +374,8 @@ class CudaSystem:
     def update_solution(self, x, r, p, q, a: float) -> float:
         self._check(x, r, p, q)
         if x.dtype != np.float64 or r.dtype != np.float64 or p.dtype != np.float32 \
-                or q.dtype != np.float32:
-            raise TypeError("update_solution needs x, r float64 and p, q float32")
+                or q.dtype != np.float64:
+            raise TypeError("update_solution needs x, r, q float64 and p float32")
         self._coef.fill(a)
         self._acc.fill(0)
         _update_solution(x[None], r[None], p[None], q[None], self._coef, self._one,
@@ -421,17 +426,50 @@ class _BatchPCG:
         _kernel("xv_pcg_init")(*self._scalar_grid, (_i32(N), self.bb, rr0, self.tol,
                                                     self.rr_hist, self.state, self.iters))
         self.z = cp.empty(b.shape, cp.float32)
-        self.q = cp.empty(b.shape, cp.float32)
+        self.q = cp.empty(b.shape, cp.float64)  # see krylov.pcg: A p in float64
         self.p = None
 
     def active(self) -> bool:
         """Host check (a sync): is any image still iterating?"""
         return bool((_cupy().asnumpy(self.state) == ACTIVE).any())
 
-    def start(self) -> None:
+    def start(self, it: int = 0) -> None:
+        """z = B r, p = z and its r.z, before iteration ``it + 1`` (which reads that slot)."""
         self.mg.apply(self.r, self.z)
-        self.p = self.z.copy()
-        _dot(self.r, self.z, self.rz[0])
+        if self.p is None:
+            self.p = self.z.copy()
+        else:  # a restart: frozen images ignore p, z and their r.z slot
+            self.p[...] = self.z
+        slot = self.rz[it % 2]
+        slot.fill(0)
+        _dot(self.r, self.z, slot)
+
+    def restart_drifted(self, b) -> int:
+        """Recompute ``r = b - A x``; images flagged converged whose true residual misses tol
+        go on from it (as ``krylov.pcg`` restarts). Returns the iterations they have left (0:
+        none to restart).
+
+        With float64 ``q`` the recursive residual stays within about ``1e-16 lam`` of the true
+        one, so this is rare; it keeps a drift from ever being reported as convergence.
+        """
+        cp = _cupy()
+        true = cp.zeros(self.N, cp.float64)
+        self.fine.residual(b.astype(cp.float64), self.x, self.r)
+        _dot(self.r, self.r, true)
+        state = cp.asnumpy(self.state)
+        iters = cp.asnumpy(self.iters)
+        bb = cp.asnumpy(self.bb)
+        true_h = cp.asnumpy(true)
+        drifted = ((state == CONVERGED) & (iters < int(self.maxiter)) & (bb > 0.0)
+                   & (np.sqrt(true_h) > float(self.tol) * np.sqrt(bb)))
+        if not drifted.any():
+            return 0
+        idx = np.flatnonzero(drifted)
+        for n in idx:  # the history's last entry becomes the true residual, as in krylov.pcg
+            self.rr_hist[int(iters[n]), int(n)] = true_h[n]
+        state[idx] = ACTIVE
+        self.state[...] = cp.asarray(state.astype(np.int32))
+        return int(self.maxiter) - int(iters[idx].min())
 
     def update(self, it: int) -> None:
         """First half of iteration ``it``: q = A p, x and r updated, convergence flagged."""
@@ -453,10 +491,7 @@ class _BatchPCG:
         """Iterations, residual histories and convergence flags, per image.
 
         The last residual of each history is ``b - A x`` recomputed in float64, and an image
-        counts as converged only when that meets ``tol``: with float32 ``q = A p`` the
-        recursive residual drifts below the true one by about ``1e-7 lam`` (the CPU forms
-        ``A p`` in float64 and restarts from the true residual; see ``krylov.pcg``), which at
-        a large ``lam`` would otherwise report a wrong ``x`` as converged.
+        counts as converged only when that meets ``tol`` (as ``krylov.pcg`` reports it).
         """
         cp = _cupy()
         true = cp.zeros(self.N, cp.float64)
@@ -532,19 +567,29 @@ def solve_batch(stack, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
     pcg = _BatchPCG(b, mg, tol, max(maxiter, 0))
     if maxiter > 0 and pcg.active():
         pcg.start()
-        it = 0
-        while it < maxiter:
-            if graph and it >= 2 and maxiter - it >= 2:
-                it = _run_graph(pcg, it, maxiter, check_every)
-                break
-            it += 1
-            pcg.update(it)
-            if it == maxiter or (it % check_every == 0 and not pcg.active()):
-                break
-            pcg.direction(it)
+        it = _iterate(pcg, 0, maxiter, check_every, graph)
+        # an image stops on its recursive residual; one whose b - A x misses tol goes on from
+        # that (krylov.pcg does the same); each round costs it an iteration, so this ends
+        while (left := pcg.restart_drifted(b)) > 0:
+            pcg.start(it)
+            it = _iterate(pcg, it, it + left, check_every, graph)
     iterations, residuals, converged = pcg.results(b)
     g = pcg.x.astype(_cupy().float32)
     return (g[0] if squeeze else g), iterations, residuals, converged
+
+
+def _iterate(pcg: _BatchPCG, it: int, limit: int, check_every: int, graph: bool) -> int:
+    """Iterations it+1 .. at most ``limit`` (or until no image is active); returns the last."""
+    first = it
+    while it < limit:
+        if graph and it - first >= 2 and limit - it >= 2:
+            return _run_graph(pcg, it, limit, check_every)
+        it += 1
+        pcg.update(it)
+        if it == limit or (it % check_every == 0 and not pcg.active()):
+            break
+        pcg.direction(it)
+    return it
 
 
 def _run_graph(pcg: _BatchPCG, it: int, maxiter: int, check_every: int) -> int:
