@@ -646,6 +646,21 @@ def test_system_protocol_matches_cpu(dev, shape):
     assert detail_difference(dev.get(g2), g_ref, im) < 1e-5
 
 
+def test_system_protocol_at_a_large_lambda(dev):
+    """CudaSystem asks krylov.pcg for a float64 q (precise_matvec), as the CPU system does:
+    at lam = 1e6 the solve converges to the exact answer instead of drifting."""
+    im = image((37, 53), "real", 3)
+    lam = 1e6
+    history: list[float] = []
+    cuda_system = system.CudaSystem(dev.put(im), lam, ALPHA, EPS, DELTA)
+    assert cuda_system.zeros(precise=cuda_system.precise_matvec).dtype == np.float64
+    g, info = krylov.pcg(cuda_system, x0=dev.put(im.astype(np.float64)), tol=1e-5,
+                         maxiter=400, residuals=history)
+    assert info == 0 and history[-1] <= 1e-5
+    exact = reference.wls_smooth(im.astype(np.float64), lam=lam)
+    assert np.abs(dev.get(g) - exact).max() < 1e-3
+
+
 @pytest.mark.parametrize("shape,kinds", [
     ((37, 53), ("real", "synthetic", "noise", "zeros", "constant")),
     ((1, 40), ("real", "synthetic")),
