@@ -452,14 +452,7 @@ class _BatchPCG:
         With float64 ``q`` the recursive residual stays within about ``1e-16 lam`` of the true
         one, so this is rare; it keeps a drift from ever being reported as convergence.
         """
-        cp = _cupy()
-        true = cp.zeros(self.N, cp.float64)
-        self.fine.residual(b.astype(cp.float64), self.x, self.r)
-        _dot(self.r, self.r, true)
-        state = cp.asnumpy(self.state)
-        iters = cp.asnumpy(self.iters)
-        bb = cp.asnumpy(self.bb)
-        true_h = cp.asnumpy(true)
+        state, iters, bb, true_h = self._true_residuals(b)
         drifted = ((state == CONVERGED) & (iters < int(self.maxiter)) & (bb > 0.0)
                    & (np.sqrt(true_h) > float(self.tol) * np.sqrt(bb)))
         if not drifted.any():
@@ -468,8 +461,18 @@ class _BatchPCG:
         for n in idx:  # the history's last entry becomes the true residual, as in krylov.pcg
             self.rr_hist[int(iters[n]), int(n)] = true_h[n]
         state[idx] = ACTIVE
-        self.state[...] = cp.asarray(state.astype(np.int32))
+        self.state[...] = _cupy().asarray(state.astype(np.int32))
         return int(self.maxiter) - int(iters[idx].min())
+
+    def _true_residuals(self, b) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """r = b - A x (float64) for every image; host copies of state, iters, ||b||^2 and
+        ||r||^2."""
+        cp = _cupy()
+        true = cp.zeros(self.N, cp.float64)
+        self.fine.residual(b.astype(cp.float64), self.x, self.r)
+        _dot(self.r, self.r, true)
+        return (cp.asnumpy(self.state), cp.asnumpy(self.iters), cp.asnumpy(self.bb),
+                cp.asnumpy(true))
 
     def update(self, it: int) -> None:
         """First half of iteration ``it``: q = A p, x and r updated, convergence flagged."""
@@ -493,15 +496,8 @@ class _BatchPCG:
         The last residual of each history is ``b - A x`` recomputed in float64, and an image
         counts as converged only when that meets ``tol`` (as ``krylov.pcg`` reports it).
         """
-        cp = _cupy()
-        true = cp.zeros(self.N, cp.float64)
-        self.fine.residual(b.astype(cp.float64), self.x, self.r)
-        _dot(self.r, self.r, true)
-        state = cp.asnumpy(self.state)
-        iters = cp.asnumpy(self.iters)
-        rr = cp.asnumpy(self.rr_hist)
-        bb = cp.asnumpy(self.bb)
-        true = cp.asnumpy(true)
+        state, iters, bb, true = self._true_residuals(b)
+        rr = _cupy().asnumpy(self.rr_hist)
         residuals, converged = [], []
         for n in range(self.N):
             if bb[n] == 0.0:
