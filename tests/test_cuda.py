@@ -839,7 +839,7 @@ def test_solve_batch_restarts_an_image_whose_residual_drifted(dev, monkeypatch):
     recomputed and misses tol) and check that the image goes on and ends solved."""
     imgs = stack((37, 53), ("real", "synthetic"), seed=3)
     calls = []
-    real = system._BatchPCG.restart_drifted
+    real = system._BatchPCG.true_residuals
 
     def drift_once(self, b):
         if not calls:  # perturb x once, as a drifted recursion would leave it
@@ -847,7 +847,7 @@ def test_solve_batch_restarts_an_image_whose_residual_drifted(dev, monkeypatch):
         calls.append(1)
         return real(self, b)
 
-    monkeypatch.setattr(system._BatchPCG, "restart_drifted", drift_once)
+    monkeypatch.setattr(system._BatchPCG, "true_residuals", drift_once)
     g, iters, hists, conv = system.solve_batch(dev.put(imgs), lam=1.0, tol=1e-5, maxiter=200)
     g = dev.get(g)
     assert len(calls) >= 2  # a restart happened, then a check that found nothing to redo

@@ -444,15 +444,15 @@ class _BatchPCG:
         slot.fill(0)
         _dot(self.r, self.z, slot)
 
-    def restart_drifted(self, b) -> int:
-        """Recompute ``r = b - A x``; images flagged converged whose true residual misses tol
-        go on from it (as ``krylov.pcg`` restarts). Returns the iterations they have left (0:
-        none to restart).
+    def restart_drifted(self, checked: tuple) -> int:
+        """Images flagged converged whose true residual (``checked``, from
+        :meth:`true_residuals`, which left ``r = b - A x``) misses tol go on from it (as
+        ``krylov.pcg`` restarts). Returns the iterations they have left (0: none to restart).
 
         With float64 ``q`` the recursive residual stays within about ``1e-16 lam`` of the true
         one, so this is rare; it keeps a drift from ever being reported as convergence.
         """
-        state, iters, bb, true_h = self._true_residuals(b)
+        state, iters, bb, true_h = checked
         drifted = ((state == CONVERGED) & (iters < int(self.maxiter)) & (bb > 0.0)
                    & (np.sqrt(true_h) > float(self.tol) * np.sqrt(bb)))
         if not drifted.any():
@@ -464,7 +464,7 @@ class _BatchPCG:
         self.state[...] = _cupy().asarray(state.astype(np.int32))
         return int(self.maxiter) - int(iters[idx].min())
 
-    def _true_residuals(self, b) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def true_residuals(self, b) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """r = b - A x (float64) for every image; host copies of state, iters, ||b||^2 and
         ||r||^2."""
         cp = _cupy()
@@ -490,13 +490,14 @@ class _BatchPCG:
         _dot(self.r, self.z, new)
         _update_direction(self.p, self.z, new, old, self.state)
 
-    def results(self, b):
-        """Iterations, residual histories and convergence flags, per image.
+    def results(self, checked: tuple):
+        """Iterations, residual histories and convergence flags, per image, from ``checked``
+        (:meth:`true_residuals` after the last iteration).
 
         The last residual of each history is ``b - A x`` recomputed in float64, and an image
         counts as converged only when that meets ``tol`` (as ``krylov.pcg`` reports it).
         """
-        state, iters, bb, true = self._true_residuals(b)
+        state, iters, bb, true = checked
         rr = _cupy().asnumpy(self.rr_hist)
         residuals, converged = [], []
         for n in range(self.N):
@@ -561,15 +562,18 @@ def solve_batch(stack, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e-4,
     mg = Multigrid(cn, cw)
     del cn, cw
     pcg = _BatchPCG(b, mg, tol, max(maxiter, 0))
+    it = 0
     if maxiter > 0 and pcg.active():
         pcg.start()
         it = _iterate(pcg, 0, maxiter, check_every, graph)
-        # an image stops on its recursive residual; one whose b - A x misses tol goes on from
-        # that (krylov.pcg does the same); each round costs it an iteration, so this ends
-        while (left := pcg.restart_drifted(b)) > 0:
-            pcg.start(it)
-            it = _iterate(pcg, it, it + left, check_every, graph)
-    iterations, residuals, converged = pcg.results(b)
+    # an image stops on its recursive residual; one whose b - A x misses tol goes on from that
+    # (krylov.pcg does the same); each round costs it an iteration, so this ends
+    checked = pcg.true_residuals(b)
+    while (left := pcg.restart_drifted(checked)) > 0:
+        pcg.start(it)
+        it = _iterate(pcg, it, it + left, check_every, graph)
+        checked = pcg.true_residuals(b)
+    iterations, residuals, converged = pcg.results(checked)
     g = pcg.x.astype(_cupy().float32)
     return (g[0] if squeeze else g), iterations, residuals, converged
 
