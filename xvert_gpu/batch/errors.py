@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 __all__ = ["UsageError", "Terminated"]
 
 
@@ -22,4 +24,4 @@ class Terminated(KeyboardInterrupt):
     ``signum`` is the signal's number, for the exit status (128 + 15).
     """
 
-    signum = 15
+    signum = int(signal.SIGTERM)

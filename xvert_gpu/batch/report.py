@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ class Summary:
                 f"{len(self.failed)} failed, {len(self.ignored)} ignored (not images) "
                 f"in {self.seconds:.1f} s{rate}")
         if self.interrupted:
-            by = " (SIGTERM)" if self.interrupt_signal == 15 else ""
+            by = " (SIGTERM)" if self.interrupt_signal == signal.SIGTERM else ""
             head += f" - INTERRUPTED{by}; run the same command again to finish"
         if self.stopped:
             head += (f" - STOPPED: {self.stopped}; fix that (free disk space?) and run the same "

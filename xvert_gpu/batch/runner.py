@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import sys
 import time
@@ -36,7 +35,7 @@ from .outdir import RunLock, clean_stale, remove_stale_output
 from .paths import MANIFEST_NAME, Job, plan
 from .report import Progress, Summary
 from .resume import REFUSE, SKIP, decide, job_params
-from .signals import sigterm_interrupts
+from .signals import interrupt_signal, sigterm_interrupts
 from .threads import limit_threads
 from .work import Result, derivation
 
@@ -205,7 +204,7 @@ def _run(opts: BatchOptions, stream: TextIO | None) -> Summary:
             status = "finished"
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
             summary.interrupted = True
-            summary.interrupt_signal = int(getattr(exc, "signum", signal.SIGINT))
+            summary.interrupt_signal = interrupt_signal(exc)
         except sqlite3.Error as exc:  # full disk...: files can no longer be recorded, so stop
             status = "stopped"
             summary.stopped = f"cannot write the manifest {manifest.path}: {exc}"

@@ -21,7 +21,13 @@ from typing import Iterator
 
 from .errors import Terminated
 
-__all__ = ["sigterm_interrupts", "deferred_interrupts"]
+__all__ = ["sigterm_interrupts", "deferred_interrupts", "interrupt_signal"]
+
+
+def interrupt_signal(exc: KeyboardInterrupt) -> int:
+    """The signal behind an interrupt: SIGTERM for :class:`Terminated`, else SIGINT (Ctrl-C).
+    The exit status is 128 plus it."""
+    return int(getattr(exc, "signum", signal.SIGINT))
 
 
 def _main_thread() -> bool:

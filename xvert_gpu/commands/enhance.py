@@ -10,6 +10,7 @@ which stops the run just as cleanly (run the same command again to finish).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from . import positive_int
@@ -71,6 +72,7 @@ def _argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import BatchOptions, UsageError, enhance_archive
+    from ..batch.signals import interrupt_signal
 
     opts = BatchOptions(inputs=list(args.inputs), outdir=args.out, model=args.model,
                         device=args.device, format=args.format, batch_size=args.batch_size,
@@ -83,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"xvert-gpu enhance: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # before any file was started; SIGTERM is Terminated
-        signum = getattr(exc, "signum", 2)
-        print(f"xvert-gpu enhance: interrupted{' (SIGTERM)' if signum == 15 else ''}",
+        signum = interrupt_signal(exc)
+        print(f"xvert-gpu enhance: interrupted{' (SIGTERM)' if signum == signal.SIGTERM else ''}",
               file=sys.stderr)
         return 128 + signum
     print(summary.format(verbose=not args.quiet), flush=True)

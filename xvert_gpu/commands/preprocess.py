@@ -101,7 +101,7 @@ def _each(the_plan, device: str, fail) -> int:
 def run(args: argparse.Namespace) -> int:
     from ..batch.errors import UsageError
     from ..batch.paths import PREPROCESS_MARKER, plan
-    from ..batch.signals import sigterm_interrupts
+    from ..batch.signals import interrupt_signal, sigterm_interrupts
 
     try:
         # The format choice only feeds _xp_name, which ignores it: outputs are always TIFF.
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         with sigterm_interrupts():  # SIGTERM stops like Ctrl-C: no temporary file left behind
             done = _each(the_plan, args.device, fail)
     except KeyboardInterrupt as exc:
-        signum = int(getattr(exc, "signum", signal.SIGINT))
+        signum = interrupt_signal(exc)
         print(f"xvert-gpu preprocess: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
     for path, why in the_plan.ignored:
