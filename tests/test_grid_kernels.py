@@ -135,3 +135,28 @@ def test_galerkin_is_pt_a_p(shape, nine):
     got = _dense(coarse)
     scale = np.abs(Ac).max()
     np.testing.assert_allclose(got, Ac, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_repeated_coarse_cycle_is_a_residual_correction():
+    """A cycle started from a guess u (the second visit of ``VISITS``) is u + C (f - A u).
+
+    C is the cycle from zero; the identity is what makes the repeated coarse cycle two
+    steps of one symmetric iteration, and so the preconditioner symmetric.
+    """
+    from xvert_gpu.cpu.multigrid import Hierarchy, Level
+
+    h = Hierarchy(Level(*_operator((70, 33), False, 7)))
+    assert len(h.levels) >= 3  # level 1 is not the exactly solved coarsest one
+    level = h.levels[1]
+    rng = np.random.default_rng(8)
+    f, u0 = rng.standard_normal((2, *level.shape))
+    u = u0.copy()
+    h._cycle(1, f, u, zero=False)
+    r = np.empty_like(f)
+    stencil.residual(f, u0, *level.op, r)
+    c = np.empty_like(f)
+    h._cycle(1, r, c)
+    np.testing.assert_allclose(u, u0 + c, rtol=0, atol=1e-5 * np.abs(u0 + c).max())
+    # and it is not the cycle from zero
+    h._cycle(1, f, c)
+    assert np.abs(u - c).max() > 1e-2 * np.abs(c).max()

@@ -1,12 +1,13 @@
-"""Black-box multigrid V-cycle: the CPU WLS preconditioner (wrapped by :mod:`.plateaus`).
+"""Black-box multigrid cycle: the CPU WLS preconditioner (wrapped by :mod:`.plateaus`).
 
 Operator-dependent interpolation and Galerkin coarse operators (Dendy 1982)
 keep every coarse level a 9-point grid operator, and alternating zebra line
 Gauss-Seidel smoothing solves the long thin iso-intensity bands of a
 quantised radiograph exactly, which is what point smoothers and
 aggregation miss (see ``benchmarks/preconditioners.md``). The cycle is
-symmetric (the post-smoother is the adjoint of the pre-smoother), so it is a
-valid preconditioner for conjugate gradients.
+symmetric (the post-smoother is the adjoint of the pre-smoother, and a repeated
+coarse cycle is two steps of a symmetric iteration), so it is a valid
+preconditioner for conjugate gradients.
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ class Level:
 
 
 class Hierarchy:
-    """Multigrid hierarchy of one grid operator; ``apply(r, z)`` is one V(1,1)-cycle.
+    """Multigrid hierarchy of one grid operator; ``apply(r, z)`` is one cycle.
+
+    The cycle is a V(1,1)-cycle except that the first coarse level's cycle runs twice
+    (``VISITS``), the second from the first one's result: a symmetric preconditioner still,
+    as two steps of a symmetric stationary iteration are.
 
     Parameters
     ----------
@@ -109,7 +114,7 @@ class Hierarchy:
         self._coarse_inv = np.linalg.inv(transfer.dense_matrix(*level.op))
 
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
-        """z = B r, with B the symmetric V-cycle approximation of A^-1."""
+        """z = B r, with B the symmetric cycle's approximation of A^-1."""
         f = r
         if r.dtype != z.dtype:
             # every fine-level kernel reads f: in z's precision it costs half the bytes, and the
@@ -121,13 +126,16 @@ class Hierarchy:
             # the post-smoother ends on the even rows: their residual is zero
             self.plateaus.correct(f, z, odd_rows_only=True)
 
-    def _cycle(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
+    def _cycle(self, k: int, f: np.ndarray, u: np.ndarray, zero: bool = True) -> None:
+        """u = the level-k cycle's approximation of A_k^-1 f; ``zero=False`` improves u instead."""
         level = self.levels[k]
         if level.pw is None:
             u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
             return
         pre = _PAIRS * (SWEEPS[0] if k == 0 else SWEEPS[1])
-        if k == 0 and self.plateaus is not None:
+        if not zero:
+            pass  # a repeated coarse cycle: go on from u (every step is affine in u)
+        elif k == 0 and self.plateaus is not None:
             self.plateaus.start(f, u)
         else:
             u[...] = 0.0
@@ -139,7 +147,8 @@ class Hierarchy:
         # pre-smoothing ends with exact solves of the odd columns: their residual is zero
         transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc,
                                                 level.buffer("r", shape=(level.shape[0], fc.shape[1])))
-        self._cycle(k + 1, fc, uc)
+        for visit in range(VISITS[0] if k == 0 else VISITS[1]):
+            self._cycle(k + 1, fc, uc, zero=visit == 0)
         transfer.prolong_add(uc, level.pw, u)
         for along_rows, first in reversed(pre):
             level.relax_pair(f, u, (along_rows, 1 - first))
@@ -163,6 +172,10 @@ assert _PRE[0] == (True, 0)  # Plateaus.correct(odd_rows_only=True) after the cy
 # the same as pairs of half-sweeps of one direction (lines, first parity), which the CPU fuses
 _PAIRS = _PRE[::2]
 assert all(a == (b[0], 1 - b[1]) for a, b in zip(_PRE[1::2], _PAIRS))
-# alternating sweeps on the finest level and on every coarser one: coarse sweeps are cheap and
-# keep the iteration count from growing with size (42 -> 48 from 512^2 to 2048^2, 57 with one)
-SWEEPS = (1, 2)
+# alternating sweeps on the finest level and on every coarser one, and the cycles of level
+# k + 1 run per cycle of level k: from the finest level, and from every coarser one. The first
+# coarse level's solve is what bounds the rate (benchmarks/preconditioners.md): cycling it twice
+# with one sweep per level costs what the V-cycle with two coarse sweeps did, and takes
+# 15 / 14 / 15 iterations instead of 17 / 17 / 18 at 512 / 1024 / 2048^2
+SWEEPS = (1, 1)
+VISITS = (2, 1)

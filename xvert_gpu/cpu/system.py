@@ -23,7 +23,7 @@ class CpuSystem:
     """Matrix-free operator, multigrid preconditioner and fused PCG updates.
 
     ``plateaus=False`` leaves out the plateau correction, giving the plain
-    V-cycle that the CUDA backend runs (its tests compare the two).
+    cycle that the CUDA backend runs (its tests compare the two).
     """
 
     backend = "cpu"

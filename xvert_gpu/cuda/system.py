@@ -1,9 +1,10 @@
 """The WLS system ``(I + L_w) g = x`` on the GPU: CuPy arrays and the kernels of ``kernels/``.
 
 The same algorithm as the CPU backend (``xvert_gpu.cpu``), step for step and in the same
-floating-point order: the matrix-free 5-point operator, the black-box multigrid V-cycle of
+floating-point order: the matrix-free 5-point operator, the black-box multigrid cycle of
 ``cpu.multigrid`` as preconditioner (Dendy interpolation, Galerkin coarse operators, zebra
-line Gauss-Seidel along rows then columns, ``SWEEPS`` sweeps per level, the residual
+line Gauss-Seidel along rows then columns, ``SWEEPS`` sweeps per level and ``VISITS``
+cycles of the first coarse level, the residual
 restricted from the even columns, a dense inverse at the coarsest level) and conjugate
 gradients with fused vector updates and float64 reductions. Every kernel works on a stack
 of N images of one shape, so a stack is solved in one set of launches:
@@ -37,11 +38,12 @@ _MAX_PIXELS = 1 << 30
 _i32 = np.int32
 _f64 = np.float64
 
-# the V-cycle of the CPU backend, followed exactly: coarsest size, the alternating zebra sweep
-# and the number of sweeps on the finest / every coarser level
+# the cycle of the CPU backend, followed exactly: coarsest size, the alternating zebra sweep,
+# the number of sweeps on the finest / every coarser level and the coarse cycles per cycle
 COARSEST = _cpu_multigrid.COARSEST
 _PRE = _cpu_multigrid._PRE
-SWEEPS = getattr(_cpu_multigrid, "SWEEPS", (1, 1))
+SWEEPS = _cpu_multigrid.SWEEPS
+VISITS = _cpu_multigrid.VISITS
 assert _PRE[-1] == (False, 1)  # the residual restriction relies on it (odd columns solved last)
 
 
@@ -220,8 +222,8 @@ class Level:
 
 
 class Multigrid:
-    """Batched multigrid hierarchy of N fine operators; ``apply(r, z)`` is one V-cycle of
-    ``cpu.multigrid.Hierarchy`` for every image.
+    """Batched multigrid hierarchy of N fine operators; ``apply(r, z)`` is one cycle of
+    ``cpu.multigrid.Hierarchy`` (without plateaus) for every image.
 
     Parameters
     ----------
@@ -267,7 +269,7 @@ class Multigrid:
             raise TypeError(f"precondition needs r float64 and z float32; got {r.dtype}, {z.dtype}")
         self._cycle(0, r, z)
 
-    def _cycle(self, k: int, f, u) -> None:
+    def _cycle(self, k: int, f, u, zero: bool = True) -> None:
         level = self.levels[k]
         if level.pw is None:
             N, H, W = level.shape
@@ -276,12 +278,14 @@ class Multigrid:
                                                         (self._inv_t, f, _i32(N), _i32(M), u))
             return
         pre = _PRE * (SWEEPS[0] if k == 0 else SWEEPS[1])
-        u.fill(0)
+        if zero:
+            u.fill(0)
         for along_rows, parity in pre:
             level.relax(f, u, along_rows, parity, self._scratch)
         coarse = self.levels[k + 1]
         level.restrict_residual(f, u, coarse.f)
-        self._cycle(k + 1, coarse.f, coarse.u)
+        for visit in range(VISITS[0] if k == 0 else VISITS[1]):
+            self._cycle(k + 1, coarse.f, coarse.u, zero=visit == 0)
         level.prolong_add(coarse.u, u)
         for along_rows, parity in reversed(pre):
             level.relax(f, u, along_rows, parity, self._scratch)
