@@ -215,7 +215,8 @@ def test_upsampled_2048_against_pyamg_truth(name):
     """2048^2: the direct solve needs 10 GB, so a 1e-10 pyamg Ruge-Stuben solve is the truth.
 
     Issue 2: at most 60 iterations to a detail error of 1e-5, and at most 30 % more than at
-    512^2, on both bundled samples (15 -> 17 and 13 -> 16 when this test was written).
+    512^2, on both bundled samples (15 -> 17 and 13 -> 16 when this test was written with the
+    V-cycle; 14 -> 15 and 11 -> 14 with the first coarse level cycled twice).
     """
     pyamg = pytest.importorskip("pyamg")
     x = load_sample(name, 2048).astype(np.float64) / 255
