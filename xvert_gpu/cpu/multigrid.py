@@ -133,12 +133,11 @@ class Hierarchy:
             u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
             return
         pre = _PAIRS * (SWEEPS[0] if k == 0 else SWEEPS[1])
-        if not zero:
-            pass  # a repeated coarse cycle: go on from u (every step is affine in u)
-        elif k == 0 and self.plateaus is not None:
-            self.plateaus.start(f, u)
-        else:
-            u[...] = 0.0
+        if zero:  # otherwise a repeated coarse cycle goes on from u (every step is affine in u)
+            if k == 0 and self.plateaus is not None:
+                self.plateaus.start(f, u)
+            else:
+                u[...] = 0.0
         for step in pre:
             level.relax_pair(f, u, step)
         coarse = self.levels[k + 1]
@@ -172,10 +171,10 @@ assert _PRE[0] == (True, 0)  # Plateaus.correct(odd_rows_only=True) after the cy
 # the same as pairs of half-sweeps of one direction (lines, first parity), which the CPU fuses
 _PAIRS = _PRE[::2]
 assert all(a == (b[0], 1 - b[1]) for a, b in zip(_PRE[1::2], _PAIRS))
-# alternating sweeps on the finest level and on every coarser one, and the cycles of level
-# k + 1 run per cycle of level k: from the finest level, and from every coarser one. The first
-# coarse level's solve is what bounds the rate (benchmarks/preconditioners.md): cycling it twice
-# with one sweep per level costs what the V-cycle with two coarse sweeps did, and takes
-# 15 / 14 / 15 iterations instead of 17 / 17 / 18 at 512 / 1024 / 2048^2
+# SWEEPS: alternating sweeps on (the finest level, every coarser one); VISITS: cycles of level
+# k + 1 per cycle of level k, for (k = 0, k >= 1). The first coarse level's solve is what bounds
+# the rate (benchmarks/preconditioners.md): cycling it twice with one sweep per level costs what
+# the V-cycle with two coarse sweeps did, and takes 15 / 14 / 15 iterations instead of
+# 17 / 17 / 18 at 512 / 1024 / 2048^2
 SWEEPS = (1, 1)
 VISITS = (2, 1)
