@@ -132,7 +132,8 @@ class Hierarchy:
         if level.pw is None:
             u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
             return
-        pre = _PAIRS * (SWEEPS[0] if k == 0 else SWEEPS[1])
+        sweeps, visits = cycle_shape(k)
+        pre = _PAIRS * sweeps
         if zero:  # otherwise a repeated coarse cycle goes on from u (every step is affine in u)
             if k == 0 and self.plateaus is not None:
                 self.plateaus.start(f, u)
@@ -146,7 +147,7 @@ class Hierarchy:
         # pre-smoothing ends with exact solves of the odd columns: their residual is zero
         transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc,
                                                 level.buffer("r", shape=(level.shape[0], fc.shape[1])))
-        for visit in range(VISITS[0] if k == 0 else VISITS[1]):
+        for visit in range(visits):
             self._cycle(k + 1, fc, uc, zero=visit == 0)
         transfer.prolong_add(uc, level.pw, u)
         for along_rows, first in reversed(pre):
@@ -178,3 +179,12 @@ assert all(a == (b[0], 1 - b[1]) for a, b in zip(_PRE[1::2], _PAIRS))
 # 17 / 17 / 18 at 512 / 1024 / 2048^2
 SWEEPS = (1, 1)
 VISITS = (2, 1)
+
+
+def cycle_shape(k: int) -> tuple[int, int]:
+    """(alternating sweeps on level k, cycles of level k + 1 per cycle of level k).
+
+    The CUDA cycle reads its shape here too, so the two backends cannot drift apart.
+    """
+    i = 0 if k == 0 else 1
+    return SWEEPS[i], VISITS[i]

@@ -3,8 +3,8 @@
 The same algorithm as the CPU backend (``xvert_gpu.cpu``), step for step and in the same
 floating-point order: the matrix-free 5-point operator, the black-box multigrid cycle of
 ``cpu.multigrid`` as preconditioner (Dendy interpolation, Galerkin coarse operators, zebra
-line Gauss-Seidel along rows then columns, ``SWEEPS`` sweeps per level and ``VISITS``
-cycles of the first coarse level, the residual
+line Gauss-Seidel along rows then columns, the sweeps and coarse cycles per level of
+``cpu.multigrid.cycle_shape``, the residual
 restricted from the even columns, a dense inverse at the coarsest level) and conjugate
 gradients with fused vector updates and float64 reductions. Every kernel works on a stack
 of N images of one shape, so a stack is solved in one set of launches:
@@ -39,11 +39,9 @@ _i32 = np.int32
 _f64 = np.float64
 
 # the cycle of the CPU backend, followed exactly: coarsest size, the alternating zebra sweep,
-# the number of sweeps on the finest / every coarser level and the coarse cycles per cycle
+# and per level the sweeps and the coarse cycles (``cpu.multigrid.cycle_shape``)
 COARSEST = _cpu_multigrid.COARSEST
 _PRE = _cpu_multigrid._PRE
-SWEEPS = _cpu_multigrid.SWEEPS
-VISITS = _cpu_multigrid.VISITS
 assert _PRE[-1] == (False, 1)  # the residual restriction relies on it (odd columns solved last)
 
 
@@ -277,14 +275,15 @@ class Multigrid:
             _kernel(f"xv_coarse_solve_{_dtype_tag(u)}")(*_grid_flat(N * M),
                                                         (self._inv_t, f, _i32(N), _i32(M), u))
             return
-        pre = _PRE * (SWEEPS[0] if k == 0 else SWEEPS[1])
+        sweeps, visits = _cpu_multigrid.cycle_shape(k)
+        pre = _PRE * sweeps
         if zero:
             u.fill(0)
         for along_rows, parity in pre:
             level.relax(f, u, along_rows, parity, self._scratch)
         coarse = self.levels[k + 1]
         level.restrict_residual(f, u, coarse.f)
-        for visit in range(VISITS[0] if k == 0 else VISITS[1]):
+        for visit in range(visits):
             self._cycle(k + 1, coarse.f, coarse.u, zero=visit == 0)
         level.prolong_add(coarse.u, u)
         for along_rows, parity in reversed(pre):
