@@ -96,6 +96,55 @@ def test_large_lambda_is_solved_or_reported(shape, seed, lam):
     assert np.abs(g - exact).max() < 1e-4
 
 
+@pytest.mark.parametrize("name,lam,eps", [(NAMES[0], 1.0, 1e-8), (NAMES[1], 1.0, 1e-9),
+                                           (NAMES[1], 100.0, 1e-6), (NAMES[0], 1e4, 1e-4)])
+def test_strong_couplings_are_solved(name, lam, eps):
+    """With the line factors and the cycle in float32, a coupling lam / eps of 1e8 or more
+    (a small eps, or a large lam) perturbed the line solves by more than the mass and the edge
+    couplings: eps = 1e-8 stalled at a detail error of 0.1-0.3 after 300 iterations, with only
+    a warning. Above lam / eps = 1e6 the cycle now runs in float64."""
+    from xvert_gpu.cpu.system import CpuSystem
+
+    x = load_sample(name, 256).astype(np.float64) / 255
+    exact = reference.wls_smooth(x, lam=lam, eps=eps)
+    g, info = xvert_gpu.wls_smooth(x.astype(np.float32), lam=lam, eps=eps, maxiter=300,
+                                   return_info=True)
+    assert info.converged, info.residuals[-3:]
+    assert detail_error(g, exact, x) <= 1e-5
+    assert x.min() - 1e-6 <= g.min() and g.max() <= x.max() + 1e-6
+    assert CpuSystem(x[:8, :8].astype(np.float32), lam, 1.2, eps, 1e-4).dtype == np.float64
+
+
+def test_the_paper_parameters_keep_the_float32_cycle():
+    """The float64 cycle costs memory and time: the paper's range stays in float32."""
+    from xvert_gpu.cpu.system import CpuSystem
+
+    x = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    for lam in (0.1, 1.0, 10.0):
+        system = CpuSystem(x, lam, 1.2, 1e-4, 1e-4)
+        assert system.dtype == np.float32 and system.zeros().dtype == np.float32
+        assert all(a.dtype == np.float32 for lv in system.hierarchy.levels for a in lv.rows + lv.cols)
+
+
+@pytest.mark.parametrize("kw, match", [({"eps": 1e-10}, r"eps = 1e-10 is below 1e-09"),
+                                       ({"lam": 1e10}, r"lam / eps = 1e\+14 is above 1e\+13"),
+                                       ({"lam": 1e4, "eps": 1e-9}, r"lam / eps = 1e\+13")])
+@pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess])
+def test_parameters_beyond_the_solver_are_refused(func, kw, match):
+    """Beyond eps = 1e-9 or lam / eps = 1e13 the solve stalled or drifted (a 8x8 image at
+    lam = 1e12 came back at 743, outside its [0, 1] range) with only a warning."""
+    if "lam" in kw and kw.get("eps") == 1e-9:  # 1e4 / 1e-9 = 1e13 exactly: still accepted
+        func(np.eye(8, dtype=np.float32), **kw)
+        return
+    with pytest.raises(ValueError, match=match):
+        func(np.eye(8, dtype=np.float32), **kw)
+
+
+def test_lam_zero_needs_no_solve_whatever_eps():
+    x = np.eye(8, dtype=np.float32)
+    np.testing.assert_array_equal(xvert_gpu.wls_smooth(x, lam=0.0, eps=1e-12), x)
+
+
 def test_pcg_checks_the_true_residual_before_it_stops(monkeypatch):
     """With float32 products (as the CUDA backend has) the recursive residual drifts below the
     true one at a large lam; pcg recomputes b - A x before it stops and goes on from it."""

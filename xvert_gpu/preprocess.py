@@ -55,7 +55,7 @@ def preprocess(image: Any, lam: float = 1.0, alpha: float = 1.2, eps: float = 1e
     image : array (H, W) or (N, H, W)
         NumPy, CuPy or torch; integers scaled by their dtype's range, floats on [0, 1].
     lam, alpha, eps, delta : float
-        WLS parameters, used for both solves.
+        WLS parameters, used for both solves (ranges as in :func:`~xvert_gpu.wls_smooth`).
     e_floor : float
         Lower clamp of the combined image E before the division (must be > 0).
     tol, maxiter, device

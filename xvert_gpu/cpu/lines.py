@@ -89,12 +89,15 @@ def _off_cols(u, cnw, y, x, H, W, c):
     return acc
 
 
-def factor_arrays(shape: tuple[int, int]) -> tuple[tuple, tuple]:
+def factor_arrays(shape: tuple[int, int], dtype=np.float32) -> tuple[tuple, tuple]:
     """Empty Thomas factors of one level: rows (cp, inv) of shape (H, W); columns (cp, inv)
-    split by column parity, shape (2, H, ceil(W / 2)), where ``[s, y, j]`` is column ``2j + s``."""
+    split by column parity, shape (2, H, ceil(W / 2)), where ``[s, y, j]`` is column ``2j + s``.
+
+    float32 unless the couplings are so much larger than the mass that a factor's rounding
+    perturbs the line's matrix by more than its mass (see :mod:`.system`)."""
     H, W = shape
-    rows = (np.empty((H, W), np.float32), np.empty((H, W), np.float32))
-    cols = (np.zeros((2, H, (W + 1) // 2), np.float32), np.zeros((2, H, (W + 1) // 2), np.float32))
+    rows = (np.empty((H, W), dtype), np.empty((H, W), dtype))
+    cols = (np.zeros((2, H, (W + 1) // 2), dtype), np.zeros((2, H, (W + 1) // 2), dtype))
     return rows, cols
 
 

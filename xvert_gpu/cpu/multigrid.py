@@ -21,9 +21,6 @@ from . import lines, transfer, vectors
 from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
-# right-hand sides and corrections of the coarse levels, as on the finest (where f is a float32
-# copy of the PCG residual); the line solves work in this precision (see lines.py)
-COARSE_DTYPE = np.float32
 
 
 @dataclass
@@ -36,10 +33,12 @@ class Level:
     cnw: np.ndarray | None
     cne: np.ndarray | None
     pw: np.ndarray | None = None  # interpolation from the next coarser level
+    # the cycle's working precision: line factors, right-hand sides and corrections
+    dtype: type = np.float32
     work: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.rows, self.cols = lines.factor_arrays(self.shape)
+        self.rows, self.cols = lines.factor_arrays(self.shape, self.dtype)
         lines.line_factors(*self.op, *self.rows, *self.cols)
 
     def relax(self, f: np.ndarray, u: np.ndarray, step: tuple[bool, int]) -> None:
@@ -109,7 +108,7 @@ class Hierarchy:
             transfer.interpolation_weights(*level.op, level.pw)
             arrays = [np.empty((Hc, Wc), np.float32) for _ in range(5)]
             transfer.galerkin(*level.op, level.pw, *arrays)
-            level = Level(*arrays)
+            level = Level(*arrays, dtype=fine.dtype)
             self.levels.append(level)
         self._coarse_inv = np.linalg.inv(transfer.dense_matrix(*level.op))
 
@@ -142,8 +141,8 @@ class Hierarchy:
         for step in pre:
             level.relax_pair(f, u, step)
         coarse = self.levels[k + 1]
-        fc = coarse.buffer("f", COARSE_DTYPE)
-        uc = coarse.buffer("u", COARSE_DTYPE)
+        fc = coarse.buffer("f", coarse.dtype)
+        uc = coarse.buffer("u", coarse.dtype)
         # pre-smoothing ends with exact solves of the odd columns: their residual is zero
         transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc,
                                                 level.buffer("r", shape=(level.shape[0], fc.shape[1])))

@@ -19,6 +19,21 @@ def weight_arrays(image: np.ndarray, lam: float, alpha: float, eps: float,
     return cn, cw
 
 
+# Above this ratio of the largest coupling (lam / eps) to the unit mass the cycle runs in float64.
+# A float32 line factor is rounded by about 6e-8 of the coupling, which then exceeds the mass and
+# the edge couplings that the line solve must resolve. Measured on 256^2 samples (iterations to
+# tol 1e-5, float32 -> float64 cycle): lam / eps = 1e5 (the paper's lam = 10): 25 -> 25;
+# 1e6: 45 -> 45; 1e7: 101 -> 86; 1e8: 248 -> 126; eps = 1e-8 at lam = 1: no convergence (detail
+# error 0.1-0.3) -> 74-81 iterations. The float64 cycle costs 8 float32 images more at the
+# finest level (factors, search directions, right-hand sides), and about 1.5x the time.
+FLOAT64_CYCLE_ABOVE = 1e6
+
+
+def cycle_dtype(lam: float, eps: float) -> type:
+    """The multigrid cycle's working precision for weights up to ``lam / eps``."""
+    return np.float64 if lam / eps > FLOAT64_CYCLE_ABOVE else np.float32
+
+
 class CpuSystem:
     """Matrix-free operator, multigrid preconditioner and fused PCG updates.
 
@@ -36,13 +51,14 @@ class CpuSystem:
                  plateaus: bool = True):
         self.b = np.ascontiguousarray(image, dtype=np.float32)
         cn, cw = weight_arrays(self.b, lam, alpha, eps, delta)
-        self.fine = Level(None, cn, cw, None, None)  # unit mass, 5-point
+        self.dtype = cycle_dtype(lam, eps)
+        self.fine = Level(None, cn, cw, None, None, dtype=self.dtype)  # unit mass, 5-point
         strong = STRONG * lam / eps
         self.hierarchy = Hierarchy(self.fine, Plateaus(cn, cw, strong) if plateaus and lam > 0 else None)
         self._op = self.fine.op
 
     def zeros(self, precise: bool = False) -> np.ndarray:
-        return np.zeros(self.b.shape, np.float64 if precise else np.float32)
+        return np.zeros(self.b.shape, np.float64 if precise else self.dtype)
 
     def matvec_dot(self, p: np.ndarray, q: np.ndarray) -> float:
         return stencil.apply_dot(p, *self._op, q)
