@@ -140,6 +140,17 @@ def test_parameters_beyond_the_solver_are_refused(func, kw, match):
         func(np.eye(8, dtype=np.float32), **kw)
 
 
+def test_chain_settings_beyond_the_solver_are_refused_up_front():
+    """A model's chain settings are checked once, not on every image of a batch."""
+    from xvert_gpu.chain import ChainParams
+
+    with pytest.raises(ValueError, match="eps = 1e-12 is below"):
+        ChainParams(eps=1e-12)
+    with pytest.raises(ValueError, match="tol"):
+        ChainParams.from_dict({"tol": 0.0})
+    assert ChainParams.from_dict(ChainParams().to_dict()) == ChainParams()
+
+
 def test_lam_zero_needs_no_solve_whatever_eps():
     x = np.eye(8, dtype=np.float32)
     np.testing.assert_array_equal(xvert_gpu.wls_smooth(x, lam=0.0, eps=1e-12), x)

@@ -16,7 +16,7 @@ from typing import Any
 
 from .preprocess import preprocess
 from .stretch import HIGH, LOW, robust_stretch
-from .wls import smooth_array
+from .wls import _check_params, smooth_array
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class ChainParams:
     def __post_init__(self):
         if int(self.steps) < 1:
             raise ValueError(f"steps (T) must be >= 1; got {self.steps}")
+        # refused here, not on every image of a batch
+        _check_params(self.lam, self.alpha, self.eps, self.delta, self.tol)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
