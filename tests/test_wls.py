@@ -130,6 +130,7 @@ def test_the_paper_parameters_keep_the_float32_cycle():
                                        ({"lam": 1e10}, r"lam / eps = 1e\+14 is above 1e\+13"),
                                        ({"lam": 1e4, "eps": 1e-9}, r"lam / eps = 1e\+13")])
 @pytest.mark.parametrize("func", [xvert_gpu.wls_smooth, xvert_gpu.preprocess])
+@pytest.mark.filterwarnings("ignore:WLS solve did not reach")  # at the limit tol may be out of reach
 def test_parameters_beyond_the_solver_are_refused(func, kw, match):
     """Beyond eps = 1e-9 or lam / eps = 1e13 the solve stalled or drifted (a 8x8 image at
     lam = 1e12 came back at 743, outside its [0, 1] range) with only a warning."""
