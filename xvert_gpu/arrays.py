@@ -148,9 +148,9 @@ def to_unit_float(a: Any) -> Any:
         raise ValueError("image contains NaN or Inf")
     lo, hi = float(a.min()), float(a.max())
     if lo < 0.0:
-        raise ValueError(f"image has negative values (min {lo:.9g}); float input must be on [0, 1]")
+        raise ValueError(f"image has negative values (min {lo!r}); float input must be on [0, 1]")
     if hi > 1.0:
-        raise ValueError(f"float image must be on [0, 1]; its maximum is {hi:.9g} "
+        raise ValueError(f"float image must be on [0, 1]; its maximum is {hi!r} "
                          "(scale it, or pass the integer array)")
     return a.astype(xp.float32, copy=False)
 
