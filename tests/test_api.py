@@ -218,3 +218,10 @@ def test_torch_tensors_without_plain_data_raise_value_error(kind, match):
     for func in (xvert_gpu.wls_smooth, xvert_gpu.preprocess, xvert_gpu.wls_weights):
         with pytest.raises(ValueError, match=match):
             func(bad)
+
+
+def test_a_float_just_above_one_is_named_exactly():
+    """The message read 'its maximum is 1' for a value one ulp above 1."""
+    x = np.full((4, 4), np.nextafter(1.0, 2.0))
+    with pytest.raises(ValueError, match=r"its maximum is 1\.0000000000000002"):
+        xvert_gpu.wls_smooth(x)
