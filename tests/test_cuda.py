@@ -297,7 +297,7 @@ def stack(shape, kinds=("synthetic", "real", "noise"), seed: int = 0) -> np.ndar
 
 def cpu_levels(images: np.ndarray) -> list[list]:
     """CPU hierarchy levels per image: levels[k][n]."""
-    hs = [CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False).hierarchy for im in images]
+    hs = [CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False, kcycle=False).hierarchy for im in images]
     return [[h.levels[k] for h in hs] for k in range(len(hs[0].levels))], hs
 
 
@@ -605,7 +605,7 @@ def cpu_solve(im, tol, maxiter=None, from_image=True):
     key = (im.shape, im.tobytes(), tol, maxiter, from_image)
     if key not in _CPU_SOLVES:
         history: list[float] = []
-        g, info = krylov.pcg(CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False),
+        g, info = krylov.pcg(CpuSystem(im, LAM, ALPHA, EPS, DELTA, plateaus=False, kcycle=False),
                              x0=im.astype(np.float64) if from_image else None, tol=tol,
                              maxiter=maxiter, residuals=history)
         _CPU_SOLVES[key] = (g.astype(np.float32), len(history) - 1, history, info == 0)

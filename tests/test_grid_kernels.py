@@ -160,3 +160,64 @@ def test_repeated_coarse_cycle_is_a_residual_correction():
     # and it is not the cycle from zero
     h._cycle(1, f, c)
     assert np.abs(u - c).max() > 1e-2 * np.abs(c).max()
+
+
+@pytest.mark.parametrize("shape, nine", [((70, 33), False), ((41, 90), True)])
+def test_krylov_visits_are_the_energy_projection_on_two_cycles(shape, nine):
+    """The K-cycle's u is the A-orthogonal projection of A^-1 f on span(c1, c2), with
+    c1 = C f and c2 = C (f - a1 A c1), a1 = c1.f / c1.A c1 (C: the level's cycle from zero);
+    it is a better solution than the first cycle alone."""
+    from xvert_gpu.cpu.multigrid import Hierarchy, Level
+
+    h = Hierarchy(Level(*_operator(shape, nine, 9)), kcycle=True)
+    assert h.flexible
+    assert len(h.levels) >= 3  # level 1 has a coarser level below it
+    level = h.levels[1]
+    A = _dense(level.op)
+    f = np.random.default_rng(10).standard_normal(level.shape).astype(np.float32)
+    u = np.empty_like(f)
+    h._krylov_visits(1, f, u)
+
+    c1 = np.empty_like(f)
+    h._cycle(1, f, c1)
+    c1 = c1.ravel().astype(np.float64)
+    rt = f.ravel() - (c1 @ f.ravel()) / (c1 @ A @ c1) * (A @ c1)
+    c2 = np.empty_like(f)
+    h._cycle(1, rt.reshape(f.shape).astype(np.float32), c2)
+    basis = np.stack([c1, c2.ravel().astype(np.float64)], axis=1)
+    want = basis @ np.linalg.solve(basis.T @ A @ basis, basis.T @ f.ravel())
+    np.testing.assert_allclose(u.ravel(), want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+    exact = np.linalg.solve(A, f.ravel())
+
+    def energy_error(v):
+        e = exact - v
+        return e @ A @ e
+
+    best_c1 = (c1 @ f.ravel()) / (c1 @ A @ c1) * c1
+    assert energy_error(u.ravel().astype(np.float64)) < 0.9 * energy_error(best_c1)
+
+
+def test_krylov_visits_on_the_coarsest_level_solve_it_once():
+    """Where the level below is the exactly solved coarsest one, there is nothing to combine."""
+    from xvert_gpu.cpu.multigrid import Hierarchy, Level
+
+    h = Hierarchy(Level(*_operator((20, 20), False, 11)), kcycle=True)
+    assert len(h.levels) == 2 and h.levels[1].pw is None
+    level = h.levels[1]
+    f = np.random.default_rng(12).standard_normal(level.shape).astype(np.float32)
+    u = np.empty_like(f)
+    h._krylov_visits(1, f, u)
+    want = np.linalg.solve(_dense(level.op), f.ravel())
+    np.testing.assert_allclose(u.ravel(), want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("nine", [False, True])
+def test_krylov_visits_of_a_zero_right_hand_side_are_zero(nine):
+    from xvert_gpu.cpu.multigrid import Hierarchy, Level
+
+    h = Hierarchy(Level(*_operator((70, 33), nine, 13)), kcycle=True)
+    f = np.zeros(h.levels[1].shape, np.float32)
+    u = np.full_like(f, np.nan)
+    h._krylov_visits(1, f, u)
+    assert not np.isnan(u).any() and np.abs(u).max() == 0.0

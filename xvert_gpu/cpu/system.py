@@ -38,8 +38,9 @@ def cycle_dtype(lam: float, eps: float) -> type:
 class CpuSystem:
     """Matrix-free operator, multigrid preconditioner and fused PCG updates.
 
-    ``plateaus=False`` leaves out the plateau correction, giving the plain
-    cycle that the CUDA backend runs (its tests compare the two).
+    ``plateaus=False, kcycle=False`` leaves out the plateau correction and combines the
+    repeated coarse cycle as a stationary iteration, giving the plain cycle that the CUDA
+    backend runs (its tests compare the two).
     """
 
     backend = "cpu"
@@ -49,14 +50,21 @@ class CpuSystem:
     precise_matvec = True
 
     def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float,
-                 plateaus: bool = True):
+                 plateaus: bool = True, kcycle: bool = True):
         self.b = np.ascontiguousarray(image, dtype=np.float32)
         cn, cw = weight_arrays(self.b, lam, alpha, eps, delta)
         self.dtype = cycle_dtype(lam, eps)
         self.fine = Level(None, cn, cw, None, None, dtype=self.dtype)  # unit mass, 5-point
         strong = STRONG * lam / eps
-        self.hierarchy = Hierarchy(self.fine, Plateaus(cn, cw, strong) if plateaus and lam > 0 else None)
+        self.hierarchy = Hierarchy(self.fine, Plateaus(cn, cw, strong) if plateaus and lam > 0 else None,
+                                   kcycle=kcycle)
         self._op = self.fine.op
+
+    @property
+    def flexible(self) -> bool:
+        """The K-cycle makes the preconditioner nonlinear: ``krylov.pcg`` then takes the
+        flexible step."""
+        return self.hierarchy.flexible
 
     def zeros(self, precise: bool = False) -> np.ndarray:
         return np.zeros(self.b.shape, np.float64 if precise else self.dtype)

@@ -46,3 +46,21 @@ def copy(src, dst):
     for y in nb.prange(H):
         for j in range(W):
             dst[y, j] = src[y, j]
+
+
+@nb.njit(parallel=True, **_NJ)
+def subtract_scaled(f, s, v, out):
+    """out = f - s v."""
+    H, W = f.shape
+    for y in nb.prange(H):
+        for j in range(W):
+            out[y, j] = f[y, j] - s * v[y, j]
+
+
+@nb.njit(parallel=True, **_NJ)
+def combine(u, a, c, b):
+    """u = a u + b c."""
+    H, W = u.shape
+    for y in nb.prange(H):
+        for j in range(W):
+            u[y, j] = a * u[y, j] + b * c[y, j]
