@@ -35,12 +35,28 @@ def cycle_dtype(lam: float, eps: float) -> type:
     return np.float64 if lam / eps > FLOAT64_CYCLE_ABOVE else np.float32
 
 
+# Up to this ratio lam / eps the first coarse level's two cycles are combined by CG (the K-cycle,
+# see multigrid.Hierarchy); above it, by the stationary repeat. Measured on 256^2 samples
+# (iterations to tol 1e-5, stationary -> K-cycle): lam / eps = 1e4 (the paper's lam = 1):
+# 11 -> 10 and 11 -> 9; 1e5: 25 -> 24 and 25 -> 20; 2e5: 33 -> 29 and 30 -> 26; 3e5 (eps = 1e-6):
+# 33 -> 33 and 34 -> 34; 5e5: 46 -> 43 and 35 -> 37; 1e6: 45 -> 47 and 49 -> 51; 1e7: 86 -> 109;
+# 1e8: 66 -> 157 and 52 -> 123. Where the Laplacian swamps the unit mass the nonlinear
+# preconditioner costs flexible CG more than the better coarse solve gains.
+KCYCLE_UP_TO = 3e5
+
+
+def use_kcycle(lam: float, eps: float) -> bool:
+    """Whether the K-cycle pays for weights up to ``lam / eps``."""
+    return lam / eps <= KCYCLE_UP_TO
+
+
 class CpuSystem:
     """Matrix-free operator, multigrid preconditioner and fused PCG updates.
 
     ``plateaus=False, kcycle=False`` leaves out the plateau correction and combines the
     repeated coarse cycle as a stationary iteration, giving the plain cycle that the CUDA
-    backend runs (its tests compare the two).
+    backend runs (its tests compare the two). ``kcycle=None`` uses the K-cycle where it pays
+    (:func:`use_kcycle`).
     """
 
     backend = "cpu"
@@ -50,14 +66,14 @@ class CpuSystem:
     precise_matvec = True
 
     def __init__(self, image: np.ndarray, lam: float, alpha: float, eps: float, delta: float,
-                 plateaus: bool = True, kcycle: bool = True):
+                 plateaus: bool = True, kcycle: bool | None = None):
         self.b = np.ascontiguousarray(image, dtype=np.float32)
         cn, cw = weight_arrays(self.b, lam, alpha, eps, delta)
         self.dtype = cycle_dtype(lam, eps)
         self.fine = Level(None, cn, cw, None, None, dtype=self.dtype)  # unit mass, 5-point
         strong = STRONG * lam / eps
         self.hierarchy = Hierarchy(self.fine, Plateaus(cn, cw, strong) if plateaus and lam > 0 else None,
-                                   kcycle=kcycle)
+                                   kcycle=use_kcycle(lam, eps) if kcycle is None else kcycle)
         self._op = self.fine.op
 
     @property
