@@ -4,10 +4,12 @@ Operator-dependent interpolation and Galerkin coarse operators (Dendy 1982)
 keep every coarse level a 9-point grid operator, and alternating zebra line
 Gauss-Seidel smoothing solves the long thin iso-intensity bands of a
 quantised radiograph exactly, which is what point smoothers and
-aggregation miss (see ``benchmarks/preconditioners.md``). The cycle is
-symmetric (the post-smoother is the adjoint of the pre-smoother, and a repeated
-coarse cycle is two steps of a symmetric iteration), so it is a valid
-preconditioner for conjugate gradients.
+aggregation miss (see ``benchmarks/preconditioners.md``). The post-smoother is
+the adjoint of the pre-smoother; with the first coarse level's two cycles
+repeated as a stationary iteration the cycle is a symmetric linear operator,
+a preconditioner for plain conjugate gradients. Combined by CG instead (the
+K-cycle, ``Hierarchy(kcycle=True)``) it is nonlinear, and the outer
+iteration is flexible CG.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class Hierarchy:
         self._coarse_inv = np.linalg.inv(transfer.dense_matrix(*level.op))
 
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
-        """z = B r, with B the symmetric cycle's approximation of A^-1."""
+        """z = B r, with B the cycle's approximation of A^-1."""
         f = r
         if r.dtype != z.dtype:
             # every fine-level kernel reads f: in z's precision it costs half the bytes, and the
