@@ -45,6 +45,51 @@ def test_labels_of_a_hand_made_image():
     assert p.count == 5
 
 
+def _components(cn, cw, strong):
+    """Plateau labels from scipy's connected components of the strong-coupling graph, numbered
+    by first pixel in raster order, -1 for a pixel alone."""
+    from scipy.sparse.csgraph import connected_components
+    H, W = cn.shape
+    idx = np.arange(H * W).reshape(H, W)
+    north = cn[1:, :] >= strong
+    west = cw[:, 1:] >= strong
+    i = np.concatenate([idx[1:, :][north], idx[:, 1:][west]])
+    j = np.concatenate([idx[:-1, :][north], idx[:, :-1][west]])
+    g = sp.csr_matrix((np.ones(i.size), (i, j)), shape=(H * W, H * W))
+    _, comp = connected_components(g, directed=False)
+    size = np.bincount(comp)
+    first = np.full(comp.max() + 1, H * W)
+    np.minimum.at(first, comp, np.arange(H * W))
+    big = np.flatnonzero(size >= 2)
+    ids = np.full(comp.max() + 1, -1)
+    ids[big[np.argsort(first[big])]] = np.arange(big.size)
+    return ids[comp].reshape(H, W), big.size
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 50), (50, 1), (2, 2), (3, 200), (200, 3),
+                                   (129, 65), (67, 131), (300, 40)])
+@pytest.mark.parametrize("bands", [1, 2, 3, 7, 1000])
+def test_labels_are_the_components_for_any_band_count(shape, bands):
+    # three grey levels: plateaus that meander and touch the seams between row bands
+    from xvert_gpu.cpu.plateaus import _label
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    x = (rng.integers(0, 3, shape) / 2).astype(np.float32)
+    cn, cw = weight_arrays(x, LAM, 1.2, EPS, 1e-4)
+    labels = np.empty(shape, np.int32)
+    count = _label(cn, cw, STRONG, labels, np.empty(x.size, np.int32), bands)
+    want, n = _components(cn, cw, STRONG)
+    assert count == n
+    np.testing.assert_array_equal(labels, want)
+
+
+def test_labels_of_a_sample_are_the_components():
+    x = load_sample(NAMES[1], size=512).astype(np.float32) / 255
+    p, cn, cw = plateaus_of(x)
+    want, n = _components(cn, cw, STRONG)
+    assert p.count == n > 1000
+    np.testing.assert_array_equal(p.labels, want)
+
+
 @pytest.mark.parametrize("shape", [(1, 9), (9, 1), (1, 1), (5, 5)])
 def test_labels_of_thin_and_constant_images(shape):
     p, _, _ = plateaus_of(np.full(shape, 0.5, np.float32))

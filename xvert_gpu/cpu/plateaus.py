@@ -23,7 +23,6 @@ import numpy as np
 
 from .stencil import _NJ, apply_row
 
-MIN_SIZE = 2  # a single pixel is already relaxed exactly by the line smoother
 STRONG = 0.5  # a coupling is strong above this fraction of lam / eps (the largest weight)
 # row chunks of the plateau sums, each with its own array of per-plateau sums: one per thread
 # would cost an image's worth for every 5 threads at 2048^2 (16 threads put a solve over the
@@ -47,64 +46,115 @@ def _union(parent, i, j):
         parent[max(a, b)] = min(a, b)  # the smaller index is the root: roots precede members
 
 
-@nb.njit(**_NJ)
-def _label(cn, cw, strong, labels):
-    """Union-find over strong couplings; plateaus of MIN_SIZE or more pixels get ids 0..n-1.
+@nb.njit(inline="always", **_NJ)
+def _strong_at(cn, cw, strong, y, x, H, W):
+    """Whether pixel (y, x) has a strong coupling, so that it is not alone in its plateau."""
+    return ((y > 0 and cn[y, x] >= strong) or (y + 1 < H and cn[y + 1, x] >= strong)
+            or (x > 0 and cw[y, x] >= strong) or (x + 1 < W and cw[y, x + 1] >= strong))
 
-    ``labels`` (the labels' integer type sizes the temporaries) doubles as the
-    parent forest, so the only other array is one of sizes.
+
+@nb.njit(parallel=True, **_NJ)
+def _label(cn, cw, strong, labels, parent, bands):
+    """Union-find over strong couplings; plateaus of two or more pixels get ids 0..n-1.
+
+    A pixel without a strong coupling gets -1: the line smoother already relaxes it exactly.
+
+    Ids follow the plateaus' first pixels in raster order, and the smaller index
+    is always the root, so the labels do not depend on the number of threads:
+    row bands are joined and flattened in parallel, then their seams are joined
+    (serially: one row each), then every pixel looks up its root's id.
+    ``parent`` (int, H * W) is scratch; ``bands`` sets the parallelism.
     """
     H, W = cn.shape
-    parent = labels.ravel()
-    for i in range(H * W):
-        parent[i] = i
-    for y in range(H):
+    out = labels.ravel()
+    B = max(1, min(bands, H))
+    counts = np.zeros(B + 1, np.int64)
+    for b in nb.prange(B):
+        y0 = b * H // B
+        y1 = (b + 1) * H // B
+        for i in range(y0 * W, y1 * W):
+            parent[i] = i
+        for y in range(y0, y1):
+            for x in range(W):
+                i = y * W + x
+                west = x > 0 and cw[y, x] >= strong
+                if west:
+                    _union(parent, i, i - 1)
+                if y > y0 and cn[y, x] >= strong:
+                    # already joined through the west and north-west pixels: skip the finds
+                    if not (west and cn[y, x - 1] >= strong and cw[y - 1, x] >= strong):
+                        _union(parent, i, i - W)
+        for i in range(y0 * W, y1 * W):  # roots precede members: one pass flattens the band
+            parent[i] = parent[parent[i]]
+    for b in range(1, B):  # the seams: join the bands' roots
+        y = b * H // B
         for x in range(W):
-            i = y * W + x
-            if y > 0 and cn[y, x] >= strong:
-                _union(parent, i, i - W)
-            if x > 0 and cw[y, x] >= strong:
-                _union(parent, i, i - 1)
-    size = np.zeros(H * W, labels.dtype)
-    for i in range(H * W):
-        root = _find(parent, i)
-        parent[i] = root  # roots precede their members, so this pass compresses fully
-        size[root] += 1
-    count = 0
-    for i in range(H * W):  # a root comes before its members: number it, then they copy it
-        root = parent[i]
-        if root == i:
-            if size[i] >= MIN_SIZE:
-                size[i] = -1 - count  # the root's size slot now holds its id, negated
-                parent[i] = count
-                count += 1
-            else:
-                parent[i] = -1
-        else:
-            parent[i] = -1 - size[root] if size[root] < 0 else -1
-    return count
+            if cn[y, x] >= strong:
+                _union(parent, y * W + x, (y - 1) * W + x)
+    for b in nb.prange(B):  # each pixel's root (-1 alone), and the band's count of plateaus
+        y0 = b * H // B
+        y1 = (b + 1) * H // B
+        n = 0
+        for y in range(y0, y1):
+            for x in range(W):
+                i = y * W + x
+                if not _strong_at(cn, cw, strong, y, x, H, W):
+                    out[i] = -1  # no strong coupling: a plateau of one pixel
+                    continue
+                r = parent[i]
+                while parent[r] != r:  # a band root joined across a seam: read-only walk
+                    r = parent[r]
+                out[i] = r
+                n += r == i
+        counts[b + 1] = n
+    for b in range(B):
+        counts[b + 1] += counts[b]
+    for b in nb.prange(B):  # number the roots in raster order, in parent
+        n = counts[b]
+        for i in range(b * H // B * W, (b + 1) * H // B * W):
+            if out[i] == i:
+                parent[i] = n
+                n += 1
+    for b in nb.prange(B):
+        for i in range(b * H // B * W, (b + 1) * H // B * W):
+            r = out[i]
+            if r >= 0:
+                out[i] = parent[r]
+    return counts[B]
 
 
-@nb.njit(**_NJ)
-def _galerkin_diagonal(cn, cw, labels, diag):
-    """diag[p] = (P^T A P)[p, p]: the plateau's unit masses plus the couplings that leave it."""
+@nb.njit(parallel=True, **_NJ)
+def _galerkin_diagonal(cn, cw, labels, parts, diag):
+    """diag[p] = (P^T A P)[p, p]: the plateau's unit masses plus the couplings that leave it.
+
+    ``parts`` (T, n) holds per-band sums (T row bands), added up in band order.
+    """
     H, W = cn.shape
-    diag[:] = 0.0
-    for y in range(H):
-        for x in range(W):
-            p = labels[y, x]
-            if p < 0:
-                continue
-            d = 1.0
-            if y > 0 and labels[y - 1, x] != p:
-                d += cn[y, x]
-            if y + 1 < H and labels[y + 1, x] != p:
-                d += cn[y + 1, x]
-            if x > 0 and labels[y, x - 1] != p:
-                d += cw[y, x]
-            if x + 1 < W and labels[y, x + 1] != p:
-                d += cw[y, x + 1]
-            diag[p] += d
+    T = parts.shape[0]
+    for t in nb.prange(T):
+        acc = parts[t]
+        acc[:] = 0.0
+        for y in range(t * H // T, (t + 1) * H // T):
+            for x in range(W):
+                p = labels[y, x]
+                if p < 0:
+                    continue
+                d = 1.0
+                if y > 0 and labels[y - 1, x] != p:
+                    d += cn[y, x]
+                if y + 1 < H and labels[y + 1, x] != p:
+                    d += cn[y + 1, x]
+                if x > 0 and labels[y, x - 1] != p:
+                    d += cw[y, x]
+                if x + 1 < W and labels[y, x + 1] != p:
+                    d += cw[y, x + 1]
+                acc[p] += d
+    n = diag.shape[0]
+    for p in nb.prange(n):
+        d = 0.0
+        for t in range(T):
+            d += parts[t, p]
+        diag[p] = d
 
 
 @nb.njit(parallel=True, **_NJ)
@@ -166,11 +216,13 @@ class Plateaus:
 
     def __init__(self, cn: np.ndarray, cw: np.ndarray, strong: float):
         self.cn, self.cw = cn, cw
-        self.labels = np.empty(cn.shape, np.int32 if cn.size < 2**31 else np.int64)
-        self.count = int(_label(cn, cw, float(strong), self.labels))
+        itype = np.int32 if cn.size < 2**31 else np.int64
+        self.labels = np.empty(cn.shape, itype)
+        self.count = int(_label(cn, cw, float(strong), self.labels, np.empty(cn.size, itype),
+                                nb.get_num_threads()))
         self.diag = np.empty(self.count)
-        _galerkin_diagonal(cn, cw, self.labels, self.diag)
         self._parts = np.empty((min(nb.get_num_threads(), MAX_PARTS), self.count))
+        _galerkin_diagonal(cn, cw, self.labels, self._parts, self.diag)
 
     def start(self, f: np.ndarray, u: np.ndarray) -> None:
         """u = P D^-1 P^T f: the correction from a zero guess, which needs no residual."""
