@@ -15,7 +15,7 @@ equations, because they are most of the solver's time:
   by the pivot), the factor ``cp = c * inv`` of the previous point stands for
   the coupling, so a row sweep reads two factor arrays and no ``cw``, and a
   column sweep a half-width ``cp`` row instead of a strided walk over ``cn``
-  (columns 8-18 % and rows 5-9 % faster at 1024^2 and 2048^2);
+  (columns 6-18 % faster at 1024^2 and 2048^2, rows -9 % to +6 %);
 - the serial recurrences of four rows run interleaved, so that four
   independent dependency chains hide each other's latency;
 - the two row half-sweeps of one sweep run as one pass (:func:`relax_rows_pair`):
