@@ -10,6 +10,9 @@
 
 // Row y: inv = 1 / (diag - w * cp[x-1]), cp = e * inv (cp carried in double, as the CPU).
 // Column x: the same with n, s, where cp[y-1] is read back as the float32 stored value.
+// The sweeps eliminate as el[x] = rhs[x] + cp[x-1] el[x-1], then el[x] * inv[x] (the Thomas
+// recurrence multiplied through by the pivot), with the stored float32 cp standing for the
+// coupling, as the CPU does: both then solve the same symmetric L D L^T.
 // Threads 0 .. N*H-1 take the rows, N*H .. N*(H+W)-1 the columns.
 extern "C" __global__ void xv_line_factors(const float* mass, const float* cn, const float* cw,
                                            const float* cnw, const float* cne, int unit_mass,
@@ -75,6 +78,7 @@ __device__ __forceinline__ void xv_relax_rows_impl(const double* __restrict__ f,
         TU* un = u + off;
         double* dn = dp + off;  // dn[x * nrows + k]
         double prev = 0.0;
+        double el = 0.0;  // the elimination before the pivot: el[x] = rhs[x] + cp[x-1] el[x-1]
         for (int x = 0; x < W; ++x) {
             const int i = y * W + x;
             const XvCoup c = xv_neighbours(op, y, x);
@@ -94,7 +98,8 @@ __device__ __forceinline__ void xv_relax_rows_impl(const double* __restrict__ f,
                 }
             }
             const double rhs = fn[i] + acc;
-            prev = (rhs + c.w * prev) * (double)rinv[off + i];
+            el = x > 0 ? rhs + (double)rcp[off + i - 1] * el : rhs;
+            prev = el * (double)rinv[off + i];
             dn[(size_t)x * nrows + k] = prev;
         }
         double val = prev;
@@ -128,6 +133,7 @@ __device__ __forceinline__ void xv_relax_cols_impl(const double* __restrict__ f,
         TU* un = u + off;
         double* dn = dp + off;  // dn[y * ncols + j]
         double prev = 0.0;
+        double el = 0.0;  // the elimination before the pivot: el[y] = rhs[y] + cp[y-1] el[y-1]
         for (int y = 0; y < H; ++y) {
             const int i = y * W + x;
             const XvCoup c = xv_neighbours(op, y, x);
@@ -146,8 +152,8 @@ __device__ __forceinline__ void xv_relax_cols_impl(const double* __restrict__ f,
                     if (y + 1 < H) rhs += c.se * (double)un[i + W + 1];
                 }
             }
-            const double pd = y > 0 ? prev : 0.0;
-            prev = (rhs + c.n * pd) * (double)cinv[off + i];
+            el = y > 0 ? rhs + (double)ccp[off + i - W] * el : rhs;
+            prev = el * (double)cinv[off + i];
             dn[(size_t)y * ncols + j] = prev;
         }
         // back substitution reads the stored (TU) value below, as the CPU does; the product
