@@ -180,50 +180,30 @@ def _row_rhs(f, u, cn, cw, cnw, cne, y, out):
 
 
 @nb.njit(inline="always", **_NJ)
-def _four_eliminations(c, m):
-    """Forward elimination along four lines at once, in place: ``c_k[x] += m_k[x-1] c_k[x-1]``.
+def _four_chains(c, m, out, forward):
+    """Along four lines at once, from zero: ``out_k[x] = c_k[x] + m_k[e] out_k[x -+ 1]``.
 
-    ``m`` is the line's ``cp`` (the next coupling over the pivot), so the
-    couplings themselves are never read; the pivots are applied afterwards, in
-    a separate vectorised pass, because eight 4 KiB-aliased streams are what
-    the L1 cache holds. Four independent recurrences in one loop hide each
-    other's latency.
+    ``m`` is the line's ``cp``, indexed by the edge ``e`` between x and the
+    previous point of the walk (its left end: ``x - 1`` forward, ``x``
+    backward). Forward this is the elimination (``c = out`` is allowed; the
+    pivots are applied afterwards, in a separate vectorised pass, because
+    eight 4 KiB-aliased streams are what the L1 cache holds), backward the
+    substitution, which starts at the last column, where ``cp = 0``. Four
+    independent recurrences in one loop hide each other's latency.
     """
-    c0, c1, c2, c3 = c
-    m0, m1, m2, m3 = m
-    W = c0.shape[0]
-    p0 = c0[0]
-    p1 = c1[0]
-    p2 = c2[0]
-    p3 = c3[0]
-    for i in range(1, W):
-        x = np.uintp(i)  # unsigned: no wrap-around test
-        xm = np.uintp(i - 1)
-        p0 = c0[x] + m0[xm] * p0
-        p1 = c1[x] + m1[xm] * p1
-        p2 = c2[x] + m2[xm] * p2
-        p3 = c3[x] + m3[xm] * p3
-        c0[x] = p0
-        c1[x] = p1
-        c2[x] = p2
-        c3[x] = p3
-
-
-@nb.njit(inline="always", **_NJ)
-def _four_substitutions(c, m, out):
-    """Back substitution along four lines at once: ``out_k[x] = c_k[x] + m_k[x] out_k[x+1]``
-    from the last column, where ``cp = 0``."""
     c0, c1, c2, c3 = c
     m0, m1, m2, m3 = m
     o0, o1, o2, o3 = out
     W = c0.shape[0]
     p0 = p1 = p2 = p3 = c0.dtype.type(0)
     for i in range(W):
-        x = np.uintp(W - 1 - i)  # unsigned: no wrap-around test
-        p0 = c0[x] + m0[x] * p0
-        p1 = c1[x] + m1[x] * p1
-        p2 = c2[x] + m2[x] * p2
-        p3 = c3[x] + m3[x] * p3
+        x = np.uintp(i if forward else W - 1 - i)  # unsigned: no wrap-around test
+        # forward at x = 0 the product is m[0] * 0: the factors are finite
+        e = np.uintp(max(i - 1, 0)) if forward else x
+        p0 = c0[x] + m0[e] * p0
+        p1 = c1[x] + m1[e] * p1
+        p2 = c2[x] + m2[e] * p2
+        p3 = c3[x] + m3[e] * p3
         o0[x] = p0
         o1[x] = p1
         o2[x] = p2
@@ -238,14 +218,14 @@ def _relax_row_set(f, u, cn, cw, cnw, cne, rcp, rinv, ys, ny, a):
         _row_rhs(f, u, cn, cw, cnw, cne, ys[q], a[q])
     if ny == ROWS_TOGETHER:
         r0, r1, r2, r3 = rcp[ys[0]], rcp[ys[1]], rcp[ys[2]], rcp[ys[3]]
-        _four_eliminations((a[0], a[1], a[2], a[3]), (r0, r1, r2, r3))
+        _four_chains((a[0], a[1], a[2], a[3]), (r0, r1, r2, r3), (a[0], a[1], a[2], a[3]), True)
         for q in range(ny):
             aq = a[q]
             iy = rinv[ys[q]]
             for x in range(W):
                 aq[x] *= iy[x]
-        _four_substitutions((a[0], a[1], a[2], a[3]), (r0, r1, r2, r3),
-                            (u[ys[0]], u[ys[1]], u[ys[2]], u[ys[3]]))
+        _four_chains((a[0], a[1], a[2], a[3]), (r0, r1, r2, r3),
+                     (u[ys[0]], u[ys[1]], u[ys[2]], u[ys[3]]), False)
     else:
         for q in range(ny):
             aq = a[q]
