@@ -30,13 +30,9 @@ def dot(a, b):
     return rows.sum()
 
 
-@nb.njit(parallel=True, **_NJ)
 def update_direction(p, z, beta):
     """p = z + beta p."""
-    H, W = p.shape
-    for y in nb.prange(H):
-        for j in range(W):
-            p[y, j] = z[y, j] + beta * p[y, j]
+    combine(p, beta, z, 1.0)
 
 
 @nb.njit(parallel=True, **_NJ)
