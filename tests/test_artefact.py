@@ -42,6 +42,19 @@ def test_round_trip_matches_eager(nets, inputs, tmp_path, suffix):
             assert torch.allclose(stage(*small), net(*small), atol=1e-5, rtol=0)
 
 
+def test_save_leaves_the_networks_as_they_were(tmp_path):
+    nets = tiny_nets()
+    nets[0].train()
+    nets[1].to(torch.float64)  # another dtype: save writes float32 copies
+    artefact.save(nets, tmp_path / "m.pt", META)
+    assert nets[0].training and not nets[1].training
+    assert all(p.dtype == torch.float64 for p in nets[1].parameters())
+    stages, _ = artefact.load(tmp_path / "m.pt")
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():  # float32 weights: float32 input runs and gives float32
+        assert stages[1](x, x).dtype == torch.float32
+
+
 def test_torchscript_loads_without_the_package(nets, inputs, tmp_path):
     path = artefact.save(nets, tmp_path / "m.pt", META)
     np.save(tmp_path / "xp.npy", inputs[0].numpy())

@@ -94,6 +94,17 @@ def test_constant_image_comes_back_unchanged(enhancer):
         np.testing.assert_array_equal(enhancer.enhance(a), a)
 
 
+def test_the_callers_networks_are_left_as_they_were(image):
+    nets = tiny_nets()
+    nets[0].train()
+    before = [{k: v.clone() for k, v in n.state_dict().items()} for n in nets]
+    Enhancer(nets, META).enhance(image[:40, :48])  # on the GPU where one is visible
+    assert nets[0].training and not nets[1].training
+    for net, state in zip(nets, before):
+        assert all(t.device.type == "cpu" and t.dtype == torch.float32 for t in net.parameters())
+        assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+
+
 def test_tiled_matches_whole_image(nets, image):
     big = load_sample(size=(300, 280)).astype(np.float32) / 255
     whole = Enhancer(nets, META, tile=1024).enhance(big)
@@ -184,3 +195,65 @@ def test_bits_as_numpy_integer(enhancer, image):
 def test_bits_type_is_checked_for_float_input_too(enhancer, image):
     with pytest.raises(ValueError, match="bits must be an integer"):
         enhancer.enhance(image.astype(np.float32) / 255, bits=12.7)
+
+
+def _gpu_or_skip():
+    cupy = pytest.importorskip("cupy")
+    from xvert_gpu.backends import cuda_available
+    if not cuda_available():
+        pytest.skip("no CUDA device")
+    return cupy
+
+
+def _close(got, want, rel):
+    """max |got - want| within ``rel`` of want's largest magnitude."""
+    got = np.asarray(got.get() if hasattr(got, "get") else got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
+    assert err <= rel, err
+
+
+@pytest.mark.gpu
+def test_robust_stretch_on_cupy_equals_numpy():
+    cupy = _gpu_or_skip()
+    from xvert_gpu.stretch import robust_stretch
+    rng = np.random.default_rng(2)
+    for a in (rng.normal(size=(3, 37, 53)).astype(np.float32),
+              np.round(rng.random((2, 64, 80)) * 20).astype(np.float32) / 7,  # many ties
+              np.full((1, 8, 8), 0.25, np.float32)):
+        want = robust_stretch(a)
+        got = robust_stretch(cupy.asarray(a))
+        _close(got, want, 1e-6)
+        assert float(got.max()) == want.max() and float(got.min()) == want.min()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_gpu_chain_follows_the_cpu_stage_by_stage(image, precision):
+    """Each stage of a CUDA enhancement against the CPU one, so a failure names the stage.
+
+    On the H100 of the fourteenth session (benchmarks/results/h100_s14) CUDA outputs of this
+    image used a third of the range or less, with a zero last row; the stretch always reaches
+    both ends, so some stage before or in it went wrong there.
+    """
+    cupy = _gpu_or_skip()
+    from xvert_gpu import chain
+    from xvert_gpu.stretch import robust_stretch
+
+    x = image.astype(np.float32)[None] / 255
+    cpu = Enhancer(tiny_nets(), META, device="cpu")
+    gpu = Enhancer(tiny_nets(), META, device="cuda", precision=precision)
+    xc, hc = chain.first_input(x, cpu.params, "cpu")
+    xg, hg = chain.first_input(cupy.asarray(x), gpu.params, "cuda")
+    _close(xg, xc, 1e-3)
+    _close(hg, hc, 1e-3)
+    oc = cpu._network(0, xc, hc)
+    og = gpu._network(0, xg, hg)
+    assert isinstance(og, cupy.ndarray) and og.shape == oc.shape
+    _close(og, oc, 1e-3 if precision == "fp32" else 5e-2)  # bf16: 8 bits of mantissa
+    _close(robust_stretch(cupy.asarray(oc)), robust_stretch(oc), 1e-6)
+    y = gpu.enhance_unit(cupy.asarray(x)).get()
+    assert y.max() == 1.0 and y.min() == 0.0
+    if precision == "fp32":
+        assert np.abs(y - cpu.enhance_unit(x)).max() <= 0.02

@@ -7,6 +7,7 @@ The iterative anchors start from ``g = x``, as ``wls_smooth`` does.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Callable
 
@@ -118,8 +119,12 @@ def cupy_jacobi_pcg(x: np.ndarray, exact: np.ndarray, target: float, maxiter: in
     exact_d = cupy.asarray(exact.ravel())
     den = float(cupy.linalg.norm(b - exact_d))
 
+    # CuPy 14 renamed cg's relative tolerance from tol to rtol (as SciPy did)
+    rel = "rtol" if "rtol" in inspect.signature(cspl.cg).parameters else "tol"
+
     def run(iters, cb):
-        return cspl.cg(A, b, x0=b.copy(), tol=1e-14, atol=0.0, maxiter=iters, M=M, callback=cb)[0]
+        return cspl.cg(A, b, x0=b.copy(), atol=0.0, maxiter=iters, M=M, callback=cb,
+                       **{rel: 1e-14})[0]
 
     its = iterations_to(run, lambda g: float(cupy.linalg.norm(g - exact_d)) / den, target, maxiter)
     if its is None:

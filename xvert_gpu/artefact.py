@@ -14,6 +14,7 @@ state dicts read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from importlib import resources
@@ -75,7 +76,9 @@ def save(stages: list[nn.Module], path: str | Path, meta: dict[str, Any]) -> Pat
     size and H, W any multiple of ``2**depth``.
     """
     path = Path(path)
-    stages = [m.to("cpu", torch.float32).eval() for m in stages]
+    # copies: Module.to and eval work in place, and the caller's networks stay where they are
+    # (on the GPU, in training mode)
+    stages = [copy.deepcopy(m).to("cpu", torch.float32).eval() for m in stages]
     doc = json.dumps({"format_version": FORMAT_VERSION, "stages": len(stages), **meta},
                      indent=2, sort_keys=True)
     tmp = _tmp(path)

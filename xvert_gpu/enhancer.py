@@ -15,6 +15,7 @@ the network's multiple, large ones are tiled with blended overlaps
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -49,6 +50,22 @@ def _scaled(a: Any, bits: int | None) -> Any:
         raise ValueError(f"image has values up to {int(a.max())}, above the {bits}-bit maximum {top}")
     xp = array_module(x)
     return (x * xp.float32(full / top)).clip(0, 1)
+
+
+def _on_device(net: Callable, device: torch.device) -> Callable:
+    """``net`` in eval mode on ``device``. A module elsewhere or in training mode is copied,
+    never changed: ``Module.to`` and ``eval`` work in place, and the caller may go on using
+    it on its own device (or training it)."""
+    if not isinstance(net, torch.nn.Module):
+        return net
+    tensors = [*net.parameters(), *net.buffers()]
+    if getattr(net, "training", False) or any(t.device != device for t in tensors):
+        net = copy.deepcopy(net).to(device)
+    try:
+        net.eval()
+    except NotImplementedError:  # exported programs are inference graphs already
+        pass
+    return net
 
 
 class Enhancer:
@@ -95,13 +112,7 @@ class Enhancer:
         self.profile = bool(profile)
         self.timings = {"preprocess": 0.0, "network": 0.0}
         check_tile(self.tile, self.overlap, self.multiple)
-        for net in self.stages:
-            if isinstance(net, torch.nn.Module):
-                net.to(self.torch_device)
-                try:
-                    net.eval()
-                except NotImplementedError:  # exported programs are inference graphs already
-                    pass
+        self.stages = [_on_device(net, self.torch_device) for net in self.stages]
 
     @classmethod
     def from_pretrained(cls, model: str = "default", device: str = "auto", **kwargs: Any) -> "Enhancer":
