@@ -105,6 +105,12 @@ def test_the_callers_networks_are_left_as_they_were(image):
         assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
 
 
+def test_networks_already_in_place_are_not_copied():
+    nets = tiny_nets()  # eval mode, on the CPU
+    enh = Enhancer(nets, META, device="cpu")
+    assert all(a is b for a, b in zip(enh.stages, nets))
+
+
 def test_tiled_matches_whole_image(nets, image):
     big = load_sample(size=(300, 280)).astype(np.float32) / 255
     whole = Enhancer(nets, META, tile=1024).enhance(big)

@@ -59,7 +59,11 @@ def _on_device(net: Callable, device: torch.device) -> Callable:
     if not isinstance(net, torch.nn.Module):
         return net
     tensors = [*net.parameters(), *net.buffers()]
-    if getattr(net, "training", False) or any(t.device != device for t in tensors):
+    # "cuda" (no index) matches a tensor on cuda:0; comparing devices with != would not
+    elsewhere = any(t.device.type != device.type
+                    or (device.index is not None and t.device.index != device.index)
+                    for t in tensors)
+    if getattr(net, "training", False) or elsewhere:
         net = copy.deepcopy(net).to(device)
     try:
         net.eval()
