@@ -86,6 +86,17 @@ def test_kcycle_only_where_it_pays(lam, eps, kcycle):
     assert system.hierarchy.kcycle is kcycle and system.flexible is kcycle
 
 
+def test_kcycle_over_the_coarsest_level_is_linear():
+    """Where the first coarse level is the coarsest, the K-cycle solves it once, exactly: the
+    preconditioner stays linear and PCG keeps the usual direction update."""
+    from xvert_gpu.cpu.system import CpuSystem
+
+    x = load_sample(NAMES[0], 24).astype(np.float32) / 255  # 576 unknowns, then 144: coarsest
+    system = CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4)
+    assert system.hierarchy.kcycle and len(system.hierarchy.levels) == 2
+    assert not system.flexible
+
+
 def test_flexible_step_leaves_a_fixed_preconditioner_alone():
     """The flexible (Polak-Ribiere) direction update equals the usual one when the
     preconditioner is linear and symmetric: the same iterates, to rounding."""

@@ -197,8 +197,11 @@ class Hierarchy:
 
     @property
     def flexible(self) -> bool:
-        """Whether ``apply`` is nonlinear in r, so that PCG needs the flexible update."""
-        return self.kcycle and any(cycle_shape(k)[1] == 2 for k in range(len(self.levels) - 1))
+        """Whether ``apply`` is nonlinear in r, so that PCG needs the flexible update: a
+        K-cycle combines two cycles of some level above the coarsest (where a level's cycle is
+        the exact coarsest solve, ``_krylov_visits`` runs it once, a linear step)."""
+        return self.kcycle and any(cycle_shape(k)[1] == 2 and self.levels[k + 1].pw is not None
+                                   for k in range(len(self.levels) - 1))
 
     @property
     def nbytes(self) -> int:
