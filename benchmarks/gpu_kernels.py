@@ -7,7 +7,8 @@ Run on a machine with a GPU, from the repository root::
 
 Byte counts are the fewest each kernel must move (each array it reads once, each it writes
 once); neighbours' reads that hit the cache are not counted. Times are medians of CUDA-event
-timings (``cupyx.profiler.benchmark``) after a warm-up.
+timings (``cupyx.profiler.benchmark``) after a warm-up; the copy is the bench's own anchor
+(``xvert_gpu.anchors.copy_bandwidth``).
 """
 
 from __future__ import annotations
@@ -29,19 +30,10 @@ def _median_ms(fn, n_repeat: int = 50) -> float:
     return float(np.median(res.gpu_times[0]) * 1e3)
 
 
-def copy_bandwidth(nbytes: int = 1 << 30) -> float:
-    """GB/s of a device-to-device copy, counting bytes read plus bytes written."""
-    import cupy as cp
-
-    a = cp.ones(nbytes // 4, cp.float32)
-    b = cp.empty_like(a)
-    ms = _median_ms(lambda: b.__setitem__(Ellipsis, a), 20)
-    return 2 * nbytes / ms / 1e6
-
-
 def main(argv: list[str] | None = None) -> int:
     import cupy as cp
 
+    from xvert_gpu.anchors import copy_bandwidth
     from xvert_gpu.cuda import system as cs
     from xvert_gpu.samples import NAMES, load_sample
 

@@ -161,12 +161,17 @@ def test_default_model_enhances_a_sample():
     assert len(enh.identity) == 16
 
 
-@pytest.mark.gpu
-def test_cuda_arrays_stay_on_the_gpu(nets, image):
+def _gpu_or_skip():
     cupy = pytest.importorskip("cupy")
     from xvert_gpu.backends import cuda_available
     if not cuda_available():
         pytest.skip("no CUDA device")
+    return cupy
+
+
+@pytest.mark.gpu
+def test_cuda_arrays_stay_on_the_gpu(nets, image):
+    cupy = _gpu_or_skip()
     enh = Enhancer(nets, META, device="cuda", precision="fp32")
     out = enh.enhance(cupy.asarray(image))
     assert isinstance(out, cupy.ndarray) and out.dtype == cupy.uint8
@@ -201,14 +206,6 @@ def test_bits_as_numpy_integer(enhancer, image):
 def test_bits_type_is_checked_for_float_input_too(enhancer, image):
     with pytest.raises(ValueError, match="bits must be an integer"):
         enhancer.enhance(image.astype(np.float32) / 255, bits=12.7)
-
-
-def _gpu_or_skip():
-    cupy = pytest.importorskip("cupy")
-    from xvert_gpu.backends import cuda_available
-    if not cuda_available():
-        pytest.skip("no CUDA device")
-    return cupy
 
 
 def _close(got, want, rel):
