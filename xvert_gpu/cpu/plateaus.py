@@ -69,9 +69,11 @@ def _label(cn, cw, strong, labels, parent, bands):
     out = labels.ravel()
     B = max(1, min(bands, H))
     counts = np.zeros(B + 1, np.int64)
+    bounds = np.empty(B + 1, np.int64)  # band b holds rows bounds[b] .. bounds[b + 1] - 1
+    for b in range(B + 1):
+        bounds[b] = b * H // B
     for b in nb.prange(B):
-        y0 = b * H // B
-        y1 = (b + 1) * H // B
+        y0, y1 = bounds[b], bounds[b + 1]
         for i in range(y0 * W, y1 * W):
             parent[i] = i
         for y in range(y0, y1):
@@ -87,13 +89,12 @@ def _label(cn, cw, strong, labels, parent, bands):
         for i in range(y0 * W, y1 * W):  # roots precede members: one pass flattens the band
             parent[i] = parent[parent[i]]
     for b in range(1, B):  # the seams: join the bands' roots
-        y = b * H // B
+        y = bounds[b]
         for x in range(W):
             if cn[y, x] >= strong:
                 _union(parent, y * W + x, (y - 1) * W + x)
     for b in nb.prange(B):  # each pixel's root (-1 alone), and the band's count of plateaus
-        y0 = b * H // B
-        y1 = (b + 1) * H // B
+        y0, y1 = bounds[b], bounds[b + 1]
         n = 0
         for y in range(y0, y1):
             for x in range(W):
@@ -111,12 +112,12 @@ def _label(cn, cw, strong, labels, parent, bands):
         counts[b + 1] += counts[b]
     for b in nb.prange(B):  # number the roots in raster order, in parent
         n = counts[b]
-        for i in range(b * H // B * W, (b + 1) * H // B * W):
+        for i in range(bounds[b] * W, bounds[b + 1] * W):
             if out[i] == i:
                 parent[i] = n
                 n += 1
     for b in nb.prange(B):
-        for i in range(b * H // B * W, (b + 1) * H // B * W):
+        for i in range(bounds[b] * W, bounds[b + 1] * W):
             r = out[i]
             if r >= 0:
                 out[i] = parent[r]
