@@ -224,11 +224,66 @@ def test_robust_stretch_on_cupy_equals_numpy():
     rng = np.random.default_rng(2)
     for a in (rng.normal(size=(3, 37, 53)).astype(np.float32),
               np.round(rng.random((2, 64, 80)) * 20).astype(np.float32) / 7,  # many ties
+              rng.normal(size=(1, 144, 176)).astype(np.float32),  # one image (cupy#9508)
+              rng.normal(size=(37, 53)).astype(np.float32),
               np.full((1, 8, 8), 0.25, np.float32)):
         want = robust_stretch(a)
         got = robust_stretch(cupy.asarray(a))
         _close(got, want, 1e-6)
         assert float(got.max()) == want.max() and float(got.min()) == want.min()
+
+
+
+def _cupy_percentile(a, q, axis=None):
+    """NumPy model of CuPy 14's ``percentile(a, q, axis=1)`` on a 2-D ``a`` (cupy#9508).
+
+    CuPy sorts a copy of ``a`` and interpolates in an elementwise kernel over the
+    (rows, len(q)) result, taking the row from the kernel's first index. The kernel drops
+    size-1 axes first, so with a single row that index runs over q instead, and each q after
+    the first reads past the sorted copy: garbage on a GPU, an IndexError here.
+    """
+    assert axis == 1 and a.ndim == 2
+    scalar = np.ndim(q) == 0
+    q = np.atleast_1d(np.asarray(q, np.float64)) / 100
+    rows, m = a.shape
+    ap = np.sort(a, axis=1).ravel()
+    out = np.empty((q.size, rows))
+    for r in range(rows):
+        for k, pos in enumerate(q * (m - 1.0)):
+            below = (k if rows == 1 else r) * m + int(pos)
+            if below >= ap.size:
+                raise IndexError(f"percentile reads element {below} of {ap.size} (cupy#9508)")
+            above, w = min(below + 1, ap.size - 1), pos - int(pos)
+            d = ap[above] - ap[below]
+            out[k, r] = ap[below] + d * w if w < 0.5 else ap[above] - d * (1 - w)
+    return out[0] if scalar else out
+
+
+class _NumpyWithCupysPercentile:
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    percentile = staticmethod(_cupy_percentile)
+
+
+def test_robust_stretch_of_one_image_with_cupys_percentile(monkeypatch):
+    """The stretch through a model of CuPy's percentile equals NumPy's, for one image too.
+
+    Asking CuPy for both percentiles in one call gave a garbage high percentile for a single
+    image (cupy#9508): on the H100 of the fourteenth session (benchmarks/results/h100_s14)
+    CUDA outputs of one image used a third of the range or less, stacks were right.
+    """
+    from xvert_gpu import stretch
+    rng = np.random.default_rng(3)
+    cases = [rng.normal(size=(1, 144, 176)), rng.normal(size=(37, 53)),
+             rng.normal(size=(3, 37, 53)), np.round(rng.random((1, 64, 80)) * 20) / 7]
+    cases = [a.astype(np.float32) for a in cases]
+    want = [stretch.robust_stretch(a) for a in cases]
+    monkeypatch.setattr(stretch, "array_module", lambda a: _NumpyWithCupysPercentile())
+    for a, w in zip(cases, want):
+        got = stretch.robust_stretch(a)
+        _close(got, w, 1e-6)
+        assert got.max() == 1.0 and got.min() == 0.0
 
 
 @pytest.mark.gpu

@@ -29,7 +29,12 @@ def robust_stretch(a: Any, low: float = LOW, high: float = HIGH) -> Any:
     xp = array_module(a)
     stack = a if a.ndim == 3 else a[None]
     flat = stack.reshape(stack.shape[0], -1).astype(xp.float32, copy=False)
-    lo, hi = (xp.percentile(flat, [low, high], axis=1)).astype(xp.float32)
+    # one q per call: CuPy's percentile with several q along axis 1 of a single row (one
+    # image) indexes its sorted copy by q instead of by row and reads past it, so the high
+    # percentile is garbage (cupy#9508, CuPy 14). q as float64, not a Python float: NumPy
+    # then interpolates in float64 as it does for a list, and the values stay bit for bit.
+    lo, hi = (xp.percentile(flat, np.float64(q), axis=1).astype(xp.float32)
+              for q in (low, high))
     mn, mx = flat.min(axis=1), flat.max(axis=1)
     narrow = hi <= lo
     lo = xp.where(narrow, mn, lo)
