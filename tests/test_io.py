@@ -97,6 +97,34 @@ def test_png_12bit_uses_sbit_and_round_trips(tmp_path):
     np.testing.assert_allclose(r.as_float(), a / 4095, atol=1e-6)
 
 
+@pytest.mark.parametrize("bits", [10, 12, 14, 15])
+def test_png_sbit_round_trips_dark_images(tmp_path, bits):
+    """Values below 2**(2 * bits - 16) stay below 2**bits when scaled up to 16 bits: such a
+    dark (or constant) image was taken for unscaled data and read back 2**(16 - bits) times
+    too bright."""
+    a = np.full((8, 10), 100, np.uint16)
+    a[2:5, 3:7] = 37
+    for b in (a, a * 0 + 1, a * 0):
+        p = write_image(tmp_path / "dark.png", b, bits=bits)
+        r = read_image(p)
+        assert r.bits == bits
+        np.testing.assert_array_equal(r.pixels, b)
+
+
+def test_png_sbit_samples_not_scaled_up_are_kept(tmp_path):
+    """A writer that stores 12-bit values unscaled with sBIT = 12: read as they are."""
+    from PIL import PngImagePlugin
+
+    a = _scaled(12, 64)
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([12]))
+    Image.frombytes("I;16", a.shape[::-1], a.astype("<u2").tobytes()).save(
+        tmp_path / "u.png", pnginfo=info)
+    r = read_image(tmp_path / "u.png")
+    assert r.bits == 12
+    np.testing.assert_array_equal(r.pixels, a)
+
+
 @pytest.mark.parametrize("bits", [12, 16])
 def test_tiff_16bit_round_trip(tmp_path, bits):
     a = _scaled(bits)
