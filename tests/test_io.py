@@ -287,6 +287,19 @@ def test_dicom_monochrome1_signed_and_rescale(tmp_path):
     np.testing.assert_array_equal(n.pixels, 4095 - a)
 
 
+@pytest.mark.parametrize("slope", ["NaN", "inf", "0", [1.0, 2.0]])
+def test_dicom_rescale_slope_without_a_direction_is_refused(tmp_path, slope):
+    """A NaN slope passed both sign tests and the image was read as if upright; a
+    multi-valued one failed with a bare TypeError."""
+    pytest.importorskip("pydicom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid DS it writes
+        path = _make_dicom(tmp_path / "s.dcm", _scaled(12, 32), slope=slope)
+        with pytest.raises(ImageReadError, match="RescaleSlope .* not a finite non-zero") as e:
+            read_image(path)
+    assert e.value.path == str(path)
+
+
 def test_dicom_bits_stored_masks_high_bits(tmp_path):
     pytest.importorskip("pydicom")
     a = _scaled(10)

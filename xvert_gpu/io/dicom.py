@@ -193,9 +193,15 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     else:
         wide &= mask
     raw_slope = ds.get("RescaleSlope", None)
-    slope = 1.0 if raw_slope is None or raw_slope == "" else float(raw_slope)
-    if slope == 0:
-        raise ImageReadError(path, "DICOM RescaleSlope is 0")
+    try:
+        slope = 1.0 if raw_slope is None or raw_slope == "" else float(raw_slope)
+    except (TypeError, ValueError):  # not a number, or several
+        slope = float("nan")
+    # its sign says which way the modality values run; NaN compares false with 0 both ways,
+    # so the image would have been taken as upright without any reason to
+    if not np.isfinite(slope) or slope == 0:
+        raise ImageReadError(path, f"DICOM RescaleSlope {raw_slope!r} is not a finite non-zero "
+                                   "number: which way the pixel values run is unknown")
     inverted = False
     if slope < 0:  # modality values fall as stored values rise
         wide = mask - wide
