@@ -501,6 +501,27 @@ def test_bad_dicom_corpus(tmp_path):
         assert str(tmp_path / name) in str(ei.value)
 
 
+def test_dicom_cut_short_before_its_pixel_data_is_called_truncated(tmp_path):
+    """pydicom reads a file cut before (or inside encapsulated) Pixel Data as a data set
+    without one: that was reported as "DICOM without pixel data", as if it were no image."""
+    pydicom = pytest.importorskip("pydicom")
+    good = _make_dicom(tmp_path / "good.dcm", _scaled(12, 64))
+    data = good.read_bytes()
+    start = data.index(b"\xe0\x7f\x10\x00")  # the Pixel Data element
+    for n in (140, 400, start - 20, start + 4):
+        (tmp_path / "cut.dcm").write_bytes(data[:n])
+        with pytest.raises(ImageReadError, match="truncated") as ei:
+            read_image(tmp_path / "cut.dcm")
+        assert ei.value.path == str(tmp_path / "cut.dcm")
+    ds = pydicom.dcmread(good)  # a report has no pixels by design: said so
+    for keyword in ("PixelData", "Rows", "Columns"):
+        delattr(ds, keyword)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.save_as(tmp_path / "report.dcm")
+    with pytest.raises(ImageReadError, match=r"without pixel data \(Basic Text SR.*not an image"):
+        read_image(tmp_path / "report.dcm")
+
+
 def test_dicom_without_pydicom_is_a_clear_error(tmp_path, monkeypatch):
     import builtins
 
