@@ -285,6 +285,35 @@ def test_an_input_named_two_ways_keeps_both_outputs(tmp_path, enhance):
     assert (out / "g.png").read_bytes() == (out / "sub" / "g.png").read_bytes() != written["g.png"]
 
 
+def test_file_names_that_are_not_utf8_are_enhanced_recorded_and_printed(tmp_path, enhance):
+    """Latin-1 names (bytes that are not UTF-8: Python's surrogate escapes) once stopped the
+    whole run at the manifest (UnicodeEncodeError), and the summary could not be printed to a
+    strict UTF-8 stdout (capsys is one)."""
+    from PIL import Image
+
+    from xvert_gpu.batch.manifest import Manifest
+
+    src = tmp_path / "in"
+    src.mkdir()
+    good, bad = src / os.fsdecode(b"caf\xe9.png"), src / os.fsdecode(b"r\xf6ntgen.png")
+    try:
+        Image.fromarray(crop(62)).save(good)
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses file names that are not UTF-8")
+    bad.write_bytes(b"not a png")
+    Image.fromarray(crop(63)).save(src / "plain.png")
+    out = tmp_path / "out"
+    rc, stdout, stderr = enhance(src, "-o", out)
+    assert rc == 1 and "2 done, 0 skipped (already done), 1 failed" in stdout, stdout + stderr
+    assert "r\\xf6ntgen.png: not a PNG file" in stdout  # the byte shown, not a crash
+    assert (out / good.name).is_file()
+    with Manifest(out / "xvert_manifest.sqlite") as manifest:  # the exact name comes back
+        assert manifest.get(str(good), good.name)["status"] == "done"
+        assert manifest.get(str(bad))["status"] == "failed"
+    rc, stdout, _ = enhance(src, "-o", out, "-q")
+    assert rc == 1 and "0 done, 2 skipped (already done), 1 failed" in stdout, stdout
+
+
 @pytest.mark.parametrize("identical", [False, True])
 def test_a_collision_never_damages_a_done_file(tmp_path, enhance, identical):
     """Two inputs with one output name, in one order then the other: the first one's done

@@ -97,6 +97,34 @@ def test_png_12bit_uses_sbit_and_round_trips(tmp_path):
     np.testing.assert_allclose(r.as_float(), a / 4095, atol=1e-6)
 
 
+@pytest.mark.parametrize("bits", [10, 12, 14, 15])
+def test_png_sbit_round_trips_dark_images(tmp_path, bits):
+    """Values below 2**(2 * bits - 16) stay below 2**bits when scaled up to 16 bits: such a
+    dark (or constant) image was taken for unscaled data and read back 2**(16 - bits) times
+    too bright."""
+    a = np.full((8, 10), 100, np.uint16)
+    a[2:5, 3:7] = 37
+    for b in (a, a * 0 + 1, a * 0):
+        p = write_image(tmp_path / "dark.png", b, bits=bits)
+        r = read_image(p)
+        assert r.bits == bits
+        np.testing.assert_array_equal(r.pixels, b)
+
+
+def test_png_sbit_samples_not_scaled_up_are_kept(tmp_path):
+    """A writer that stores 12-bit values unscaled with sBIT = 12: read as they are."""
+    from PIL import PngImagePlugin
+
+    a = _scaled(12, 64)
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([12]))
+    Image.frombytes("I;16", a.shape[::-1], a.astype("<u2").tobytes()).save(
+        tmp_path / "u.png", pnginfo=info)
+    r = read_image(tmp_path / "u.png")
+    assert r.bits == 12
+    np.testing.assert_array_equal(r.pixels, a)
+
+
 @pytest.mark.parametrize("bits", [12, 16])
 def test_tiff_16bit_round_trip(tmp_path, bits):
     a = _scaled(bits)
@@ -257,6 +285,19 @@ def test_dicom_monochrome1_signed_and_rescale(tmp_path):
     # a negative slope reverses the direction
     n = read_image(_make_dicom(tmp_path / "n.dcm", a, slope=-1.0, intercept=4095))
     np.testing.assert_array_equal(n.pixels, 4095 - a)
+
+
+@pytest.mark.parametrize("slope", ["NaN", "inf", "0", [1.0, 2.0]])
+def test_dicom_rescale_slope_without_a_direction_is_refused(tmp_path, slope):
+    """A NaN slope passed both sign tests and the image was read as if upright; a
+    multi-valued one failed with a bare TypeError."""
+    pytest.importorskip("pydicom")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid DS it writes
+        path = _make_dicom(tmp_path / "s.dcm", _scaled(12, 32), slope=slope)
+        with pytest.raises(ImageReadError, match="RescaleSlope .* not a finite non-zero") as e:
+            read_image(path)
+    assert e.value.path == str(path)
 
 
 def test_dicom_bits_stored_masks_high_bits(tmp_path):
@@ -458,6 +499,27 @@ def test_bad_dicom_corpus(tmp_path):
         with pytest.raises(ImageReadError, match=reason) as ei:
             read_image(tmp_path / name)
         assert str(tmp_path / name) in str(ei.value)
+
+
+def test_dicom_cut_short_before_its_pixel_data_is_called_truncated(tmp_path):
+    """pydicom reads a file cut before (or inside encapsulated) Pixel Data as a data set
+    without one: that was reported as "DICOM without pixel data", as if it were no image."""
+    pydicom = pytest.importorskip("pydicom")
+    good = _make_dicom(tmp_path / "good.dcm", _scaled(12, 64))
+    data = good.read_bytes()
+    start = data.index(b"\xe0\x7f\x10\x00")  # the Pixel Data element
+    for n in (140, 400, start - 20, start + 4):
+        (tmp_path / "cut.dcm").write_bytes(data[:n])
+        with pytest.raises(ImageReadError, match="truncated") as ei:
+            read_image(tmp_path / "cut.dcm")
+        assert ei.value.path == str(tmp_path / "cut.dcm")
+    ds = pydicom.dcmread(good)  # a report has no pixels by design: said so
+    for keyword in ("PixelData", "Rows", "Columns"):
+        delattr(ds, keyword)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.save_as(tmp_path / "report.dcm")
+    with pytest.raises(ImageReadError, match=r"without pixel data \(Basic Text SR.*not an image"):
+        read_image(tmp_path / "report.dcm")
 
 
 def test_dicom_without_pydicom_is_a_clear_error(tmp_path, monkeypatch):

@@ -86,6 +86,23 @@ def test_errors_name_the_file_once_and_the_rest_goes_on(tmp_path, run):
         [PREPROCESS_MARKER]  # no temporary file left
 
 
+def test_file_names_that_are_not_utf8_do_not_stop_the_run(tmp_path, run):
+    """A Latin-1 name (surrogate escapes) printed to a strict UTF-8 stdout (capsys is one)
+    raised after its outputs were written, and the files after it were never preprocessed."""
+    import os
+
+    first = tmp_path / "in" / os.fsdecode(b"a_caf\xe9.png")
+    try:
+        png(first, 7)
+    except (OSError, UnicodeError):
+        pytest.skip("the file system refuses file names that are not UTF-8")
+    png(tmp_path / "in" / "b.png", 8)
+    rc, stdout, stderr = run(tmp_path / "in", "-o", tmp_path / "out")
+    assert rc == 0, stderr
+    assert "a_caf\\xe9.png: WLS iterations" in stdout and "2 done, 0 failed" in stdout
+    assert (tmp_path / "out" / "b_xp.tif").is_file()
+
+
 def test_bit_depth_and_layout_refusal(tmp_path, run):
     # a 12-bit image is scaled by 4095, not by its uint16 container's 65535
     a8 = crop(7)

@@ -29,6 +29,9 @@ in_format, …   input and output format, bit depth, width, height, output size 
                the worker (``host:pid`` or Dask worker address), the run id
 =============  ==============================================================================
 
+A path that is not valid UTF-8 (a Latin-1 file name) is stored as a BLOB of its bytes and read
+back as the same Python str (:func:`_to_sql`).
+
 Table ``runs`` has one row per invocation (argv, model, settings, counts, status
 ``running``/``finished``/``interrupted``).
 
@@ -131,6 +134,33 @@ RESULT_FIELDS = ("size", "mtime_ns", "sha256", "error", "seconds", "in_format", 
                  "bits", "width", "height", "out_size", "out_sha256", "worker")
 
 
+def _to_sql(value: Any) -> Any:
+    """A parameter as SQLite can store it: a str that is not valid Unicode (a file name with
+    bytes that are not UTF-8, which Python holds as surrogate escapes: archives written under
+    Latin-1 or cp1252) becomes its file-system bytes, a BLOB; SQLite's UTF-8 text cannot hold
+    it, and sqlite3 would raise UnicodeEncodeError and stop the whole run. A BLOB never equals
+    a TEXT value, so it cannot be mistaken for another file's name."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(value)
+    return value
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose ``execute`` stores str parameters through :func:`_to_sql`."""
+
+    def execute(self, sql, parameters=()):
+        return super().execute(sql, [_to_sql(v) for v in parameters])
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple) -> sqlite3.Row:
+    """A :class:`sqlite3.Row`, BLOBs (:func:`_to_sql`) decoded back into the same str."""
+    return sqlite3.Row(cursor, tuple(os.fsdecode(v) if isinstance(v, bytes) else v
+                                     for v in values))
+
+
 class Manifest:
     """The manifest database of one OUTDIR.
 
@@ -147,8 +177,8 @@ class Manifest:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.conn = sqlite3.connect(str(self.path), timeout=30.0)
-        self.conn.row_factory = sqlite3.Row
+        self.conn = sqlite3.connect(str(self.path), timeout=30.0, factory=_Connection)
+        self.conn.row_factory = _row
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")

@@ -11,16 +11,31 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-__all__ = ["Summary", "Progress", "LIST_LIMIT"]
+__all__ = ["Summary", "Progress", "LIST_LIMIT", "printable"]
 
 #: Ignored files listed by name in the summary (failures are always all listed).
 LIST_LIMIT = 20
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of file names (surrogate escapes) shown as ``\\xNN``.
+
+    A file name that is not UTF-8 (an archive written under Latin-1) reaches Python with
+    surrogate escapes, which a UTF-8 stream with strict errors (stdout under a UTF-8 locale)
+    refuses: printing the summary would raise at the very end of the run.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
 
 
 @dataclass
@@ -75,7 +90,7 @@ class Summary:
                          "interrupted run")
         if verbose and self.manifest:
             lines.append(f"manifest: {self.manifest}")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
 
 class Progress:
@@ -105,7 +120,7 @@ class Progress:
         """One file finished (``ok``), or failed with ``reason``."""
         if not ok:
             self.failed += 1
-            line = f"{path}: {reason}"
+            line = printable(f"{path}: {reason}")
             if self.bar is not None:
                 self.bar.write(line, file=self.stream)
                 self.bar.set_postfix(failed=self.failed, refresh=False)

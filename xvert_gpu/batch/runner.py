@@ -33,7 +33,7 @@ from .manifest import Manifest
 from .options import BatchOptions, default_workers
 from .outdir import RunLock, clean_stale, remove_stale_output
 from .paths import MANIFEST_NAME, Job, plan
-from .report import Progress, Summary
+from .report import Progress, Summary, printable
 from .resume import REFUSE, SKIP, decide, job_params
 from .signals import interrupt_signal, sigterm_interrupts
 from .threads import limit_threads
@@ -171,7 +171,7 @@ def _run(opts: BatchOptions, stream: TextIO | None) -> Summary:
             else:
                 todo.append(job)
         for source, reason in summary.failed:
-            print(f"{source}: {reason}", file=stream or sys.stderr, flush=True)
+            print(printable(f"{source}: {reason}"), file=stream or sys.stderr, flush=True)
         progress = Progress(len(todo), quiet=opts.quiet, stream=stream)
 
         # A Result names its input only; the plan has one job per input, so its output is this.

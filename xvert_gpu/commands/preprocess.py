@@ -76,6 +76,7 @@ def _write_tiff(target: Path, image: Any) -> None:
 def _each(the_plan, device: str, fail) -> int:
     """Preprocess and write every planned file; returns how many were done."""
     from ..batch.paths import safe_output
+    from ..batch.report import printable
     from ..io import read_image
     from ..preprocess import preprocess
 
@@ -93,14 +94,15 @@ def _each(the_plan, device: str, fail) -> int:
             fail(job.source, f"cannot write output: {_reason(exc)}")
             continue
         done += 1
-        print(f"{job.source}: WLS iterations {p.info[0].iterations} + "
-              f"{p.info[1].iterations}", flush=True)
+        print(printable(f"{job.source}: WLS iterations {p.info[0].iterations} + "
+                        f"{p.info[1].iterations}"), flush=True)
     return done
 
 
 def run(args: argparse.Namespace) -> int:
     from ..batch.errors import UsageError
     from ..batch.paths import PREPROCESS_MARKER, plan
+    from ..batch.report import printable
     from ..batch.signals import interrupt_signal, sigterm_interrupts
 
     try:
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     def fail(path: str, reason: str) -> None:
         nonlocal failed
         failed += 1
-        print(f"error: {path}: {reason}", file=sys.stderr, flush=True)
+        print(printable(f"error: {path}: {reason}"), file=sys.stderr, flush=True)
 
     for path, reason in the_plan.rejected:
         fail(path, reason)
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"xvert-gpu preprocess: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
     for path, why in the_plan.ignored:
-        print(f"{path}: ignored ({why})")
-    print(f"preprocess: {done} done, {failed} failed, {len(the_plan.ignored)} ignored "
-          f"(not images); outputs in {the_plan.outdir}")
+        print(printable(f"{path}: ignored ({why})"))
+    print(printable(f"preprocess: {done} done, {failed} failed, {len(the_plan.ignored)} ignored "
+                    f"(not images); outputs in {the_plan.outdir}"))
     return 1 if failed else 0

@@ -134,6 +134,25 @@ def _pixels(ds, whole_words: int | None = None):
                 delattr(ds, k)
 
 
+def _no_pixel_data(path, ds) -> ImageReadError:
+    """The error for a data set without Pixel Data: truncated, or not an image at all.
+
+    pydicom stops quietly where a file ends, so a file cut short before (or inside) its Pixel
+    Data reads as a data set without one. An image's attributes (Rows, an image SOP class) or
+    nothing at all after the file meta say that is what happened; a report or a presentation
+    state (no image SOP class) has no pixels by design.
+    """
+    meta = getattr(ds, "file_meta", None)
+    uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+    name = str(getattr(uid, "name", "") or uid or "")
+    if len(ds) == 0 or "Rows" in ds or "Image Storage" in name:
+        what = f" ({name})" if name else ""
+        return ImageReadError(path, f"DICOM without pixel data, though it is an image{what}: "
+                                    "truncated or corrupt (the data ends before its Pixel Data)")
+    return ImageReadError(path, f"DICOM without pixel data{f' ({name})' if name else ''}: "
+                                "not an image")
+
+
 def _read_dicom(path, preamble: bool = True) -> Radiograph:
     """Read a DICOM file; ``preamble`` is False for a raw data set (no 'DICM' prefix)."""
     pydicom = _import_pydicom(path)
@@ -141,7 +160,7 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise ImageReadError(path, "DICOM float pixel data is not supported")
-        raise ImageReadError(path, "DICOM without pixel data")
+        raise _no_pixel_data(path, ds)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         bits_stored = int(ds.BitsStored)
@@ -193,9 +212,15 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     else:
         wide &= mask
     raw_slope = ds.get("RescaleSlope", None)
-    slope = 1.0 if raw_slope is None or raw_slope == "" else float(raw_slope)
-    if slope == 0:
-        raise ImageReadError(path, "DICOM RescaleSlope is 0")
+    try:
+        slope = 1.0 if raw_slope is None or raw_slope == "" else float(raw_slope)
+    except (TypeError, ValueError):  # not a number, or several
+        slope = float("nan")
+    # its sign says which way the modality values run; NaN compares false with 0 both ways,
+    # so the image would have been taken as upright without any reason to
+    if not np.isfinite(slope) or slope == 0:
+        raise ImageReadError(path, f"DICOM RescaleSlope {raw_slope!r} is not a finite non-zero "
+                                   "number: which way the pixel values run is unknown")
     inverted = False
     if slope < 0:  # modality values fall as stored values rise
         wide = mask - wide

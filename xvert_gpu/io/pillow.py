@@ -36,6 +36,21 @@ def _png_chunks(path) -> tuple[int, int, dict]:
     return bit_depth, colour_type, out
 
 
+def _scaled_up(arr: np.ndarray, sbit: int) -> bool:
+    """Whether 16-bit samples hold ``sbit``-bit values scaled up to 16 bits as PNG encoders do
+    (left bit replication, zero-filled low bits, or linear scaling), so that ``>> (16 - sbit)``
+    gives them back. The maximum alone cannot tell: the values of a dark image (12-bit values
+    below 256) stay below ``2**sbit`` even when scaled up."""
+    shift = 16 - sbit
+    v = (arr >> shift).astype(np.uint32)
+    replicated = np.zeros_like(v)
+    for pos in range(shift, -sbit, -sbit):  # v's bits repeated down to bit 0
+        replicated |= (v << pos) if pos >= 0 else (v >> -pos)
+    linear = (v * 65535 + (2 ** sbit - 1) // 2) // (2 ** sbit - 1)
+    low = arr & np.uint16(2 ** shift - 1)
+    return bool(np.array_equal(arr, replicated) or not low.any() or np.array_equal(arr, linear))
+
+
 def _read_pillow(path, fmt: str) -> Radiograph:
     from PIL import Image
 
@@ -95,7 +110,7 @@ def _read_pillow(path, fmt: str) -> Radiograph:
                 raise ImageReadError(path, "16-bit PNG decoded out of range")
             arr = arr.astype(np.uint16)
         if sbit is not None:
-            if int(arr.max()) >= 2 ** sbit:  # scaled up to 16 bits, as the PNG standard says
+            if int(arr.max()) >= 2 ** sbit or _scaled_up(arr, sbit):  # as the PNG standard says
                 arr = arr >> np.uint16(16 - sbit)
             bits = sbit
             if bits <= 8:
