@@ -94,6 +94,21 @@ def test_zebra_half_sweep_solves_its_lines_exactly(shape, nine, along_rows, pari
     np.testing.assert_allclose(u.ravel()[idx], exact, rtol=2e-4, atol=2e-4 * np.abs(exact).max())
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("nine", [False, True])
+def test_column_half_sweep_does_not_depend_on_the_threads(shape, nine):
+    """Column blocks give the same bits for any thread count: the lines are independent."""
+    op, rows, cols, f, u0 = _line_problem(shape, nine, 8, 9)
+    _, cn, cw, cnw, cne = op
+    for parity in (0, 1):
+        want = u0.copy()
+        lines.relax_cols(f, want, cn, cw, cnw, cne, *cols, parity, 1)
+        for threads in (2, 3, 6, 16):
+            got = u0.copy()
+            lines.relax_cols(f, got, cn, cw, cnw, cne, *cols, parity, threads)
+            np.testing.assert_array_equal(got, want, err_msg=f"{threads} threads")
+
+
 @pytest.mark.parametrize("shape", SHAPES + [(16, 3), (17, 4), (40, 9), (49, 5), (130, 6)])
 @pytest.mark.parametrize("nine", [False, True])
 @pytest.mark.parametrize("first", [0, 1])
