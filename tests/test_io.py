@@ -904,3 +904,45 @@ def test_write_takes_the_tensors_the_library_returns(tmp_path):
         expect = want if name == "grad" else read_image(
             write_image(tmp_path / "bf.png", f.bfloat16().float().numpy())).pixels
         np.testing.assert_array_equal(got, expect)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_truncated_files_are_refused_even_where_pillow_is_told_to_pad_them(tmp_path, fmt,
+                                                                           monkeypatch):
+    """A host process (a torch data loader, say) may set Pillow's global
+    LOAD_TRUNCATED_IMAGES: Pillow then pads a cut file with black instead of failing, and a batch
+    would enhance and record the padded image. The reader must still refuse it."""
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    a = _sample8(128)
+    good = tmp_path / f"good.{fmt}"
+    Image.fromarray(a).save(good, **({"quality": 90} if fmt == "jpg" else {}))
+    data = good.read_bytes()
+    assert np.array_equal(read_image(good).pixels, a) or fmt == "jpg"
+    for cut in (len(data) // 2, len(data) - 30):  # inside the last IDAT or the last scan
+        p = tmp_path / f"cut{cut}.{fmt}"
+        p.write_bytes(data[:cut])
+        with pytest.raises(ImageReadError, match="truncated") as ei:
+            read_image(p)
+        assert p.name in str(ei.value)
+    # trailing bytes after the end of the image are not a truncation
+    p = tmp_path / f"trailing.{fmt}"
+    p.write_bytes(data + b"\0" * 100)
+    assert read_image(p).pixels.shape == a.shape
+
+
+def test_truncated_tiff_is_refused_on_the_pillow_fallback_too(tmp_path, monkeypatch):
+    from PIL import ImageFile
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    monkeypatch.setattr(xio_tiff, "_tiff_missing_codec", lambda page: "LZW compression")
+    a = _scaled(16, 128)
+    good = tmp_path / "good.tif"
+    import tifffile
+    tifffile.imwrite(good, a, rowsperstrip=16)  # the IFD before the strips, so a cut keeps it
+    np.testing.assert_array_equal(read_image(good).pixels, a)
+    data = good.read_bytes()
+    p = tmp_path / "cut.tif"
+    p.write_bytes(data[:len(data) - 100])
+    with pytest.raises(ImageReadError, match="truncated TIFF") as ei:
+        read_image(p)
+    assert "cut.tif" in str(ei.value)

@@ -36,6 +36,34 @@ def _png_chunks(path) -> tuple[int, int, dict]:
     return bit_depth, colour_type, out
 
 
+def _check_complete(path, fmt: str) -> None:
+    """Refuse a PNG or JPEG whose data stops early, whatever Pillow was told.
+
+    Pillow pads a truncated image with black instead of failing when the host process has set
+    its global ``ImageFile.LOAD_TRUNCATED_IMAGES`` (common in torch data loaders), and a batch
+    would then enhance and record the padded image. So the end of the stream is checked here:
+    a PNG must reach its IEND chunk, a JPEG must have an end-of-image marker after its last scan.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if fmt == "png":
+            pos = 8
+            while True:
+                f.seek(pos)
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    raise ImageReadError(path, "truncated PNG: the file ends before its IEND chunk")
+                if hdr[4:8] == b"IEND":
+                    return
+                pos += 12 + int.from_bytes(hdr[:4], "big")
+                if pos > size:
+                    raise ImageReadError(path, f"truncated PNG: its {hdr[4:8].decode('latin-1')!r} "
+                                               "chunk runs past the end of the file")
+        data = f.read()
+    if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):  # entropy data never holds FF D9
+        raise ImageReadError(path, "truncated JPEG: no end-of-image marker after its last scan")
+
+
 def _scaled_up(arr: np.ndarray, sbit: int) -> bool:
     """Whether 16-bit samples hold ``sbit``-bit values scaled up to 16 bits as PNG encoders do
     (left bit replication, zero-filled low bits, or linear scaling), so that ``>> (16 - sbit)``
@@ -88,6 +116,7 @@ def _read_pillow(path, fmt: str) -> Radiograph:
             raise ImageReadError(path, f"decompression bomb refused: {e}") from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise ImageReadError(path, f"corrupt or truncated {fmt.upper()}: {e}") from None
+        _check_complete(path, fmt)
         try:
             orientation = im.getexif().get(0x0112)  # EXIF Orientation (JPEG, PNG eXIf)
         except Exception:  # noqa: BLE001 - a corrupt EXIF block: show the pixels as stored
