@@ -88,6 +88,12 @@ def test_plan_explicit_files_collisions_and_duplicates(tmp_path):
     reasons = dict(p.rejected)
     assert "already the output of" in reasons[str(b)] and str(a) in reasons[str(b)]
     assert "already the output of" in reasons[str(c)]  # a.jpg -> a.png too
+    # outputs that differ only in case are one file on a case-insensitive OUTDIR (SMB, macOS)
+    d = touch(tmp_path / "z" / "A.PNG")
+    e = touch(tmp_path / "z" / "b.png")
+    p = plan([str(a), str(d), str(e)], tmp_path / "out")
+    assert [j.source for j in p.jobs] == [str(a), str(e)]
+    assert "only in case" in dict(p.rejected)[str(d)] and str(a) in dict(p.rejected)[str(d)]
     assert "unknown extension '.xyz'" in reasons[str(notes)]
     # named explicitly and met while walking: reported once, as failed
     txt = touch(tmp_path / "x" / "n.txt")

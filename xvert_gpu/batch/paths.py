@@ -210,7 +210,7 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
         ``namer(file name, input format, output format)`` gives an input's output file name
         (default :func:`~xvert_gpu.batch.formats.output_name`); another command names its
         outputs its own way (``xvert-gpu preprocess``: ``a.png`` gives ``a_xp.tif``), and output
-        collisions are then found on those names.
+        collisions are then found on those names, without regard to case.
 
     Returns
     -------
@@ -227,7 +227,7 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
     excluded = _check_layout([os.fspath(a) for a in inputs], outdir, out_real)
     result = Plan(Path(out_real))
     seen: set[str] = set()
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[str, str]] = {}  # casefolded output -> (input, output)
 
     def add(source: str, rel: str, fmt: str) -> None:
         key = os.path.abspath(source)
@@ -238,11 +238,17 @@ def plan(inputs: list[str], outdir: str | os.PathLike, choice: str = "same", *,
         parent = PurePosixPath(rel).parent
         rel_out = str(parent / namer(PurePosixPath(rel).name, fmt, out_fmt))
         rel_out = rel_out[2:] if rel_out.startswith("./") else rel_out
-        if rel_out in owner:
+        # compared without case: on a case-insensitive OUTDIR (SMB shares, macOS, Windows)
+        # a.PNG and A.jpg would both write the same file, and one output would replace the other
+        key_out = rel_out.casefold()
+        if key_out in owner:
+            first, first_rel = owner[key_out]
+            same = "" if first_rel == rel_out else f" (as {first_rel}: names that differ only " \
+                "in case are one file on many file systems)"
             result.rejected.append((source, f"its output {rel_out} is already the output of "
-                                            f"{owner[rel_out]}; rename one of them"))
+                                            f"{first}{same}; rename one of them"))
             return
-        owner[rel_out] = source
+        owner[key_out] = (source, rel_out)
         result.jobs.append(Job(source, key, rel_out, fmt, out_fmt))
 
     for arg in map(os.fspath, inputs):
