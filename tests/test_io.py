@@ -300,6 +300,27 @@ def test_dicom_rescale_slope_without_a_direction_is_refused(tmp_path, slope):
     assert e.value.path == str(path)
 
 
+@pytest.mark.parametrize("intercept", ["abcd", [1.0, 2.0]])
+def test_dicom_malformed_rescale_intercept_does_not_refuse_the_pixels(tmp_path, intercept):
+    """The intercept only shifts modality values (the pixels do not depend on it): a malformed
+    one used to fail the whole read with a bare ValueError / TypeError."""
+    pytest.importorskip("pydicom")
+    a = _scaled(12, 32)
+    import pydicom
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values it writes
+        path = _make_dicom(tmp_path / "i.dcm", a, slope=1.0,
+                           intercept=intercept if isinstance(intercept, list) else None)
+        if isinstance(intercept, str):  # not a DS at all: stored as text
+            ds = pydicom.dcmread(path)
+            del ds[0x00281052]
+            ds.add_new(0x00281052, "LO", intercept)
+            ds.save_as(path)
+        r = read_image(path)
+    np.testing.assert_array_equal(r.pixels, a)
+    assert np.isnan(r.info["rescale_intercept"])
+
+
 def test_dicom_bits_stored_masks_high_bits(tmp_path):
     pytest.importorskip("pydicom")
     a = _scaled(10)

@@ -230,8 +230,17 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     dtype = np.uint8 if bits_stored <= 8 else np.uint16
     info = {"photometric": photometric,
             "rescale_slope": slope,
-            "rescale_intercept": float(ds.get("RescaleIntercept", 0) or 0),
+            "rescale_intercept": _intercept(ds),
             "signed": signed,
             "transfer_syntax": str(ds.file_meta.TransferSyntaxUID)}
     return Radiograph(wide.astype(dtype), bits_stored, "dicom", str(path), dataset=ds,
                       inverted=inverted, info=info)
+
+
+def _intercept(ds) -> float:
+    """RescaleIntercept for ``Radiograph.info``; NaN where it is malformed (a bad value, several
+    values): it only shifts modality values, and the pixels do not depend on it."""
+    try:
+        return float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return float("nan")
