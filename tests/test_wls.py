@@ -120,6 +120,49 @@ def test_flexible_step_leaves_a_fixed_preconditioner_alone():
     np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-6)
 
 
+def test_update_split_is_the_update_a_rounding_and_a_dot():
+    from xvert_gpu.cpu import vectors
+
+    rng = np.random.default_rng(5)
+    x, r, q = (rng.standard_normal((37, 53)) for _ in range(3))
+    p, z = (rng.standard_normal((37, 53)).astype(np.float32) for _ in range(2))
+    x0, r0 = x.copy(), r.copy()
+    rp = np.empty((37, 53), np.float32)
+    rr, rz = vectors.update_split(x, r, p, q, 0.3, rp, z)
+    np.testing.assert_allclose(x, x0 + 0.3 * p.astype(np.float64), rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(r, r0 - 0.3 * q, rtol=1e-15, atol=1e-15)
+    np.testing.assert_array_equal(rp, r.astype(np.float32))
+    assert rr == pytest.approx(float((r * r).sum()), rel=1e-12)
+    assert rz == pytest.approx(float((rp.astype(np.float64) * z).sum()), rel=1e-12)
+    assert vectors.update_split(x, r, p, q, 0.0, rp, None)[1] == 0.0
+
+
+def test_split_residual_changes_the_solve_by_rounding_only():
+    """PCG with the fused update (the preconditioner and the dots read r rounded to float32)
+    follows the plain update's iterates: the same count, solutions to float32 rounding."""
+    from xvert_gpu.cpu.system import CpuSystem
+    from xvert_gpu.krylov import pcg
+
+    x, _ = exact_smooth(NAMES[1])
+    x = x[:200, :160].astype(np.float32)
+    out = []
+    for split in (True, False):
+        system = CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4)
+        assert system.flexible and hasattr(system, "update_split")
+        if not split:  # the generic path every other System takes
+            system.__class__ = type("Plain", (CpuSystem,), {"update_split": property(
+                lambda self: (_ for _ in ()).throw(AttributeError("update_split")))})
+            assert not hasattr(system, "update_split")
+        history: list[float] = []
+        g, info = pcg(system, x0=x, tol=1e-7, residuals=history)
+        assert info == 0
+        out.append((g, history))
+    (g0, h0), (g1, h1) = out
+    assert len(h0) == len(h1) > 5
+    np.testing.assert_allclose(h0, h1, rtol=1e-3)
+    np.testing.assert_allclose(g0, g1, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(97, 131), (131, 97), (64, 1), (1, 200), (2, 3), (33, 257)])
 def test_odd_and_non_square_shapes(shape):
     rng = np.random.default_rng(sum(shape))

@@ -17,6 +17,8 @@ class System(Protocol):
     def dot(self, a: Any, b: Any) -> float: ...
     def update_solution(self, x: Any, r: Any, p: Any, q: Any, a: float) -> float: ...
     def update_direction(self, p: Any, z: Any, beta: float) -> None: ...
+    # optional: update_split(x, r, p, q, a, rp, z) -> (||r||^2, rp . z), the solution update
+    # that also rounds r into rp (the working precision), in one pass (see pcg)
 
 
 def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None = None,
@@ -86,15 +88,27 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
         return x, 0
     z = system.zeros()
     q = system.zeros(precise=getattr(system, "precise_matvec", False))
-    system.precondition(r, z)
+    # a system with ``update_split`` keeps r rounded to its working precision in rp, written by
+    # the solution update itself: the preconditioner and the dot products read rp, not r (the
+    # rounding changes them by 1e-7 relative, as the preconditioner's own rounding of r does)
+    split = hasattr(system, "update_split")
+    rp = system.zeros() if split else r
+    if split:
+        rp[...] = r
+    system.precondition(rp, z)
     p = z.copy()
-    rz = system.dot(r, z)
+    rz = system.dot(rp, z)
     for it in range(1, maxiter + 1):
         pq = system.matvec_dot(p, q)
         if not pq > 0.0:  # exact solution reached, or breakdown
             return x, 0 if rnorm <= tol * bnorm else it
         alpha = rz / pq
-        rnorm = math.sqrt(system.update_solution(x, r, p, q, alpha))
+        r_z_old = 0.0  # r_k . z_{k-1}, which a fixed symmetric preconditioner makes zero
+        if split:
+            rr, r_z_old = system.update_split(x, r, p, q, alpha, rp, z if flexible else None)
+        else:
+            rr = system.update_solution(x, r, p, q, alpha)
+        rnorm = math.sqrt(rr)
         if residuals is not None:
             residuals.append(rnorm / bnorm)
         if callback is not None:
@@ -107,10 +121,12 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
             if rnorm <= tol * bnorm:
                 return x, 0
             restart = True  # the recursion had drifted: go on from the true residual
-        # r_k . z_{k-1}, which a fixed symmetric preconditioner makes zero (z is about to change)
-        r_z_old = system.dot(r, z) if flexible and not restart else 0.0
-        system.precondition(r, z)
-        rz_new = system.dot(r, z)
+            if split:
+                rp[...] = r
+        elif flexible and not split:
+            r_z_old = system.dot(r, z)
+        system.precondition(rp, z)
+        rz_new = system.dot(rp, z)
         if restart:
             p[...] = z
         else:

@@ -91,6 +91,13 @@ class CpuSystem:
     def precondition(self, r: np.ndarray, z: np.ndarray) -> None:
         self.hierarchy.apply(r, z)
 
+    def update_split(self, x: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, a: float,
+                     rp: np.ndarray, z: np.ndarray | None) -> tuple[float, float]:
+        """The solution update that also rounds r into ``rp`` (the cycle's precision), which
+        the preconditioner and the dot products then read at half the bytes; returns
+        ``(||r||^2, rp . z)``. ``krylov.pcg`` uses it where a system has it."""
+        return vectors.update_split(x, r, p, q, a, rp, z)
+
     dot = staticmethod(vectors.dot)
     update_solution = staticmethod(vectors.update_solution)
     update_direction = staticmethod(vectors.update_direction)

@@ -22,6 +22,25 @@ def update_solution(x, r, p, q, a):
 
 
 @nb.njit(parallel=True, **_NJ)
+def update_split(x, r, p, q, a, rp, z):
+    """x += a p; r -= a q; rp = r in rp's precision; returns (||r||^2, rp . z), the second 0
+    where z is None. One pass instead of the update, a copy and a dot product."""
+    H, W = x.shape
+    rows = np.zeros(H)
+    cross = np.zeros(H)
+    for y in nb.prange(H):
+        ry = r[y]
+        for j in range(W):
+            x[y, j] += a * p[y, j]
+            ry[j] -= a * q[y, j]
+            rp[y, j] = ry[j]
+        rows[y] = row_dot(ry, ry)
+        if z is not None:
+            cross[y] = row_dot(rp[y], z[y])
+    return rows.sum(), cross.sum()
+
+
+@nb.njit(parallel=True, **_NJ)
 def dot(a, b):
     H, W = a.shape
     rows = np.zeros(H)
