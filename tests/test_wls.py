@@ -97,27 +97,39 @@ def test_kcycle_over_the_coarsest_level_is_linear():
     assert not system.flexible
 
 
-def test_flexible_step_leaves_a_fixed_preconditioner_alone():
-    """The flexible (Polak-Ribiere) direction update equals the usual one when the
-    preconditioner is linear and symmetric: the same iterates, to rounding."""
-    from xvert_gpu.cpu.system import CpuSystem
+def _same_iterates(variants):
+    """PCG to tol 1e-7 on a crop of a sample with each ``variant(x)`` system: the same
+    iteration count, residual histories to 1e-3 and solutions to float32 rounding."""
     from xvert_gpu.krylov import pcg
 
     x, _ = exact_smooth(NAMES[1])
     x = x[:200, :160].astype(np.float32)
-    histories = []
-    for flexible in (False, True):
-        system = CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4, kcycle=False)
-        assert not system.flexible
-        system.__class__ = type("Pinned", (CpuSystem,), {"flexible": flexible})
+    out = []
+    for variant in variants:
         history: list[float] = []
-        g, info = pcg(system, x0=x, tol=1e-7, residuals=history)
+        g, info = pcg(variant(x), x0=x, tol=1e-7, residuals=history)
         assert info == 0
-        histories.append((g, history))
-    (g0, h0), (g1, h1) = histories
+        out.append((g, history))
+    (g0, h0), (g1, h1) = out
     assert len(h0) == len(h1) > 5
     np.testing.assert_allclose(h1, h0, rtol=1e-3)
     np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-6)
+
+
+def test_flexible_step_leaves_a_fixed_preconditioner_alone():
+    """The flexible (Polak-Ribiere) direction update equals the usual one when the
+    preconditioner is linear and symmetric: the same iterates, to rounding."""
+    from xvert_gpu.cpu.system import CpuSystem
+
+    def pinned(flexible):
+        def make(x):
+            system = CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4, kcycle=False)
+            assert not system.flexible
+            system.__class__ = type("Pinned", (CpuSystem,), {"flexible": flexible})
+            return system
+        return make
+
+    _same_iterates([pinned(False), pinned(True)])
 
 
 def test_update_split_is_the_update_a_rounding_and_a_dot():
@@ -141,26 +153,20 @@ def test_split_residual_changes_the_solve_by_rounding_only():
     """PCG with the fused update (the preconditioner and the dots read r rounded to float32)
     follows the plain update's iterates: the same count, solutions to float32 rounding."""
     from xvert_gpu.cpu.system import CpuSystem
-    from xvert_gpu.krylov import pcg
 
-    x, _ = exact_smooth(NAMES[1])
-    x = x[:200, :160].astype(np.float32)
-    out = []
-    for split in (True, False):
+    def split(x):
         system = CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4)
         assert system.flexible and hasattr(system, "update_split")
-        if not split:  # the generic path every other System takes
-            system.__class__ = type("Plain", (CpuSystem,), {"update_split": property(
-                lambda self: (_ for _ in ()).throw(AttributeError("update_split")))})
-            assert not hasattr(system, "update_split")
-        history: list[float] = []
-        g, info = pcg(system, x0=x, tol=1e-7, residuals=history)
-        assert info == 0
-        out.append((g, history))
-    (g0, h0), (g1, h1) = out
-    assert len(h0) == len(h1) > 5
-    np.testing.assert_allclose(h0, h1, rtol=1e-3)
-    np.testing.assert_allclose(g0, g1, rtol=0, atol=1e-6)
+        return system
+
+    def plain(x):  # the generic path every other System takes
+        system = split(x)
+        system.__class__ = type("Plain", (CpuSystem,), {"update_split": property(
+            lambda self: (_ for _ in ()).throw(AttributeError("update_split")))})
+        assert not hasattr(system, "update_split")
+        return system
+
+    _same_iterates([split, plain])
 
 
 @pytest.mark.parametrize("shape", [(97, 131), (131, 97), (64, 1), (1, 200), (2, 3), (33, 257)])
