@@ -212,10 +212,7 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     else:
         wide &= mask
     raw_slope = ds.get("RescaleSlope", None)
-    try:
-        slope = 1.0 if raw_slope is None or raw_slope == "" else float(raw_slope)
-    except (TypeError, ValueError):  # not a number, or several
-        slope = float("nan")
+    slope = _ds_number(raw_slope, 1.0)
     # its sign says which way the modality values run; NaN compares false with 0 both ways,
     # so the image would have been taken as upright without any reason to
     if not np.isfinite(slope) or slope == 0:
@@ -230,17 +227,22 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
     dtype = np.uint8 if bits_stored <= 8 else np.uint16
     info = {"photometric": photometric,
             "rescale_slope": slope,
-            "rescale_intercept": _intercept(ds),
+            # it only shifts modality values: the pixels do not depend on it, so a malformed
+            # one (NaN here) is no reason to refuse them
+            "rescale_intercept": _ds_number(ds.get("RescaleIntercept", None), 0.0),
             "signed": signed,
             "transfer_syntax": str(ds.file_meta.TransferSyntaxUID)}
     return Radiograph(wide.astype(dtype), bits_stored, "dicom", str(path), dataset=ds,
                       inverted=inverted, info=info)
 
 
-def _intercept(ds) -> float:
-    """RescaleIntercept for ``Radiograph.info``; NaN where it is malformed (a bad value, several
-    values): it only shifts modality values, and the pixels do not depend on it."""
+
+def _ds_number(value, default: float) -> float:
+    """A numeric attribute as a float: ``default`` where absent or empty, NaN where it is not
+    one number (text, several values)."""
+    if value is None or value == "":
+        return default
     try:
-        return float(ds.get("RescaleIntercept", 0) or 0)
+        return float(value)
     except (TypeError, ValueError):
         return float("nan")

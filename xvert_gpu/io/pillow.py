@@ -44,9 +44,9 @@ def _check_complete(path, fmt: str) -> None:
     would then enhance and record the padded image. So the end of the stream is checked here:
     a PNG must reach its IEND chunk, a JPEG must have an end-of-image marker after its last scan.
     """
-    size = os.path.getsize(path)
     with open(path, "rb") as f:
         if fmt == "png":
+            size = os.path.getsize(path)
             pos = 8
             while True:
                 f.seek(pos)
