@@ -136,25 +136,18 @@ def apply_row(u, mass, cn, cw, cnw, cne, y, out):
             o[j] += a[j] * (v - b[j]) + c[j] * (v - d[j])
 
 
-@nb.njit(inline="always", **_NJ)
+# reassociation for this function alone (LLVM keeps an instruction's flags when it inlines it):
+# a float64 sum kept in order is one dependent add per element; reassociated it runs in SIMD lanes,
+# 3.5x faster at 2048^2 (1.1 against 3.8 ms for two float32 images, whose 32 MB it then reads at
+# the bandwidth of a copy). The sum no longer depends on the order of its rows: still bit-identical
+# for any number of threads
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def row_dot(a, b):
-    """sum a[j] b[j] in float64 over two rows, in four interleaved partial sums.
-
-    Without fast-math LLVM keeps a reduction in order, one dependent add per
-    element; four independent sums run 2x faster (the rounding differs from
-    one sum by a few float64 ulps).
-    """
-    n = a.shape[0]
-    m = n - n % 4
-    s0 = s1 = s2 = s3 = 0.0
-    for j in range(0, m, 4):
-        s0 += np.float64(a[j]) * b[j]
-        s1 += np.float64(a[j + 1]) * b[j + 1]
-        s2 += np.float64(a[j + 2]) * b[j + 2]
-        s3 += np.float64(a[j + 3]) * b[j + 3]
-    for j in range(m, n):
-        s0 += np.float64(a[j]) * b[j]
-    return (s0 + s1) + (s2 + s3)
+    """sum a[j] b[j] over two rows, accumulated in float64."""
+    s = 0.0
+    for j in range(a.shape[0]):
+        s += np.float64(a[j]) * b[j]
+    return s
 
 
 @nb.njit(inline="always", **_NJ)
