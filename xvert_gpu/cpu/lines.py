@@ -115,34 +115,157 @@ def columns_natural(a: np.ndarray, W: int) -> np.ndarray:
     return out
 
 
+@nb.njit(inline="always", **_NJ)
+def _diagonal_segment(mass, cn, cw, cnw, cne, y, x0, x1, out):
+    """out[x - x0] = A's diagonal at (y, x), x0 <= x < x1, in float64.
+
+    The terms are added in :func:`.stencil.diagonal`'s order (a missing
+    coupling adds an exact zero there), so the values are bit-identical to it;
+    interior columns as zero-based row slices, which LLVM vectorises.
+    """
+    H, W = cn.shape
+    xa = max(x0, 1)
+    xb = min(x1, W - 1)
+    n = xb - xa
+    o = out[xa - x0:xb - x0]
+    north = y > 0
+    south = y + 1 < H
+    m = cn[y, xa:xb]  # any row of the right length: replaced by the mass below
+    cs = cn[y + 1, xa:xb] if south else m
+    c0 = cn[y, xa:xb]
+    if mass is None:
+        for j in range(n):
+            o[j] = 1.0
+    else:
+        m = mass[y, xa:xb]
+        for j in range(n):
+            o[j] = np.float64(m[j])
+    if north:
+        for j in range(n):
+            o[j] += c0[j]
+    if south:
+        for j in range(n):
+            o[j] += cs[j]
+    a = cw[y, xa:xb]
+    b = cw[y, xa + 1:xb + 1]
+    for j in range(n):
+        o[j] += a[j]
+    for j in range(n):
+        o[j] += b[j]
+    if cnw is not None:
+        if north:
+            a = cnw[y, xa:xb]
+            b = cne[y, xa:xb]
+            for j in range(n):
+                o[j] += a[j]
+            for j in range(n):
+                o[j] += b[j]
+        if south:
+            a = cne[y + 1, xa - 1:xb - 1]
+            b = cnw[y + 1, xa + 1:xb + 1]
+            for j in range(n):
+                o[j] += a[j]
+            for j in range(n):
+                o[j] += b[j]
+    for x in (0, W - 1):  # border columns: the generic, bounds-checked form
+        if x0 <= x < x1:
+            out[x - x0] = diagonal(mass, neighbours(cn, cw, cnw, cne, y, x, H, W), y, x)
+
+
 @nb.njit(parallel=True, **_NJ)
 def line_factors(mass, cn, cw, cnw, cne, rcp, rinv, ccp, cinv):
     """Thomas-algorithm factors of every row and column block of A (operator only, set up once).
 
     Row y: ``inv = 1 / (diag - w * cp[x-1])`` and ``cp = e * inv``; columns likewise with n, s,
-    stored split by column parity (see :func:`factor_arrays`).
+    stored split by column parity (see :func:`factor_arrays`). The row recurrences run
+    ``ROWS_TOGETHER`` at a time, so that their divisions overlap instead of waiting on each
+    other; the columns' run across a block of columns, with unit stride.
     """
     H, W = cn.shape
-    for y in nb.prange(H):
-        prev = 0.0
-        for x in range(W):
-            c = neighbours(cn, cw, cnw, cne, y, x, H, W)
-            inv = 1.0 / (diagonal(mass, c, y, x) - c[2] * prev)
-            prev = c[3] * inv
-            rinv[y, x] = inv
-            rcp[y, x] = prev
-    nblocks = min(W, 8)
-    per = (W + nblocks - 1) // nblocks
+    L = ROWS_TOGETHER
+    for k in nb.prange((H + L - 1) // L):
+        y0 = k * L
+        ny = min(L, H - y0)
+        d = np.empty((L, W))
+        for q in range(ny):
+            _diagonal_segment(mass, cn, cw, cnw, cne, y0 + q, 0, W, d[q])
+        if ny == L:
+            d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
+            w0, w1, w2, w3 = cw[y0], cw[y0 + 1], cw[y0 + 2], cw[y0 + 3]
+            i0, i1, i2, i3 = rinv[y0], rinv[y0 + 1], rinv[y0 + 2], rinv[y0 + 3]
+            e0, e1, e2, e3 = rcp[y0], rcp[y0 + 1], rcp[y0 + 2], rcp[y0 + 3]
+            p0 = p1 = p2 = p3 = 0.0
+            for i in range(W):
+                x = np.uintp(i)
+                xe = np.uintp(min(i + 1, W - 1))  # the east coupling; none at the last point
+                last = i + 1 == W
+                v0 = 1.0 / (d0[x] - (w0[x] * p0 if i > 0 else 0.0))
+                v1 = 1.0 / (d1[x] - (w1[x] * p1 if i > 0 else 0.0))
+                v2 = 1.0 / (d2[x] - (w2[x] * p2 if i > 0 else 0.0))
+                v3 = 1.0 / (d3[x] - (w3[x] * p3 if i > 0 else 0.0))
+                p0 = 0.0 if last else w0[xe] * v0
+                p1 = 0.0 if last else w1[xe] * v1
+                p2 = 0.0 if last else w2[xe] * v2
+                p3 = 0.0 if last else w3[xe] * v3
+                i0[x] = v0
+                i1[x] = v1
+                i2[x] = v2
+                i3[x] = v3
+                e0[x] = p0
+                e1[x] = p1
+                e2[x] = p2
+                e3[x] = p3
+        else:
+            for q in range(ny):
+                y = y0 + q
+                prev = 0.0
+                for x in range(W):
+                    inv = 1.0 / (d[q, x] - (cw[y, x] * prev if x > 0 else 0.0))
+                    prev = cw[y, x + 1] * inv if x + 1 < W else 0.0
+                    rinv[y, x] = inv
+                    rcp[y, x] = prev
+    nblocks = min((W + 1) // 2, 8)
+    per = ((W + nblocks - 1) // nblocks + 1) // 2 * 2  # even: a block starts on an even column
+    nblocks = (W + per - 1) // per
     for b in nb.prange(nblocks):  # columns depend on the row above: sweep down in blocks
+        x0 = b * per
+        x1 = min(W, x0 + per)
+        nx = x1 - x0
+        j0 = x0 // 2
+        ne = (nx + 1) // 2  # the block's even and odd columns
+        no = nx // 2
+        d = np.empty(nx)
         for y in range(H):
-            for x in range(b * per, min(W, (b + 1) * per)):
-                c = neighbours(cn, cw, cnw, cne, y, x, H, W)
-                s = x % 2
-                j = x // 2
-                prev = ccp[s, y - 1, j] if y > 0 else 0.0
-                inv = 1.0 / (diagonal(mass, c, y, x) - c[0] * prev)
-                cinv[s, y, j] = inv
-                ccp[s, y, j] = c[1] * inv
+            _diagonal_segment(mass, cn, cw, cnw, cne, y, x0, x1, d)
+            if y > 0:  # the coupling to the row above, over the stored factor of that row
+                c = cn[y, x0:x1]
+                pe = ccp[0, y - 1, j0:j0 + ne]
+                po = ccp[1, y - 1, j0:j0 + no]
+                for j in range(ne):
+                    d[2 * j] -= c[2 * j] * np.float64(pe[j])
+                for j in range(no):
+                    d[2 * j + 1] -= c[2 * j + 1] * np.float64(po[j])
+            ie = cinv[0, y, j0:j0 + ne]
+            io = cinv[1, y, j0:j0 + no]
+            ce = ccp[0, y, j0:j0 + ne]
+            co = ccp[1, y, j0:j0 + no]
+            if y + 1 < H:
+                s = cn[y + 1, x0:x1]
+                for j in range(ne):
+                    v = 1.0 / d[2 * j]
+                    ie[j] = v
+                    ce[j] = s[2 * j] * v
+                for j in range(no):
+                    v = 1.0 / d[2 * j + 1]
+                    io[j] = v
+                    co[j] = s[2 * j + 1] * v
+            else:
+                for j in range(ne):
+                    ie[j] = 1.0 / d[2 * j]
+                    ce[j] = 0.0
+                for j in range(no):
+                    io[j] = 1.0 / d[2 * j + 1]
+                    co[j] = 0.0
 
 
 @nb.njit(inline="always", **_NJ)
