@@ -51,6 +51,42 @@ def test_apply_and_residual_match_dense(shape, nine):
     np.testing.assert_allclose(r.ravel(), f.ravel() - Au, rtol=1e-5, atol=1e-5 * np.abs(Au).max())
 
 
+def _thomas_pivots(A, H, W, along_rows):
+    """(cp, inv) of every line of the dense A, by the textbook recurrence, in (H, W) layout."""
+    inv = np.empty((H, W))
+    cp = np.empty((H, W))
+    n, step = (W, 1) if along_rows else (H, W)
+    for line in range(H if along_rows else W):
+        first = line * W if along_rows else line
+        prev = 0.0
+        for k in range(n):
+            i = first + k * step
+            lower = -A[i, i - step] if k > 0 else 0.0
+            upper = -A[i, i + step] if k + 1 < n else 0.0
+            v = 1.0 / (A[i, i] - lower * prev)
+            prev = upper * v
+            yx = divmod(i, W)
+            inv[yx] = v
+            cp[yx] = prev
+    return cp, inv
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("nine", [False, True])
+def test_line_factors_are_the_thomas_pivots(shape, nine):
+    """Rows in four interleaved recurrences, columns across blocks: each line's pivots are those
+    of its own tridiagonal matrix (float64 factors, so no rounding between the two)."""
+    op = _operator(shape, nine, 5)
+    H, W = shape
+    rows, cols = lines.factor_arrays(shape, np.float64)
+    lines.line_factors(*op, *rows, *cols)
+    A = _dense(op)
+    for got, want in zip(rows, _thomas_pivots(A, H, W, True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    for got, want in zip(cols, _thomas_pivots(A, H, W, False)):
+        np.testing.assert_allclose(lines.columns_natural(got, W), want, rtol=1e-12, atol=0)
+
+
 def _line_problem(shape, nine, op_seed, seed):
     """An operator with its line factors, and random f and u: (op, rows, cols, f, u0).
 
