@@ -96,7 +96,8 @@ def pcg(system: System, x0: Any = None, tol: float = 1e-5, maxiter: int | None =
     if split:
         rp[...] = r
     system.precondition(rp, z)
-    p = z.copy()
+    p = system.zeros()  # not z.copy(): the system allocates (from its pool, on the CPU)
+    p[...] = z
     rz = system.dot(rp, z)
     for it in range(1, maxiter + 1):
         pq = system.matvec_dot(p, q)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from . import workspace
 from .stencil import _NJ, diagonal, neighbours
 
 ROWS_TOGETHER = 4  # interleaved row recurrences per task
@@ -102,8 +103,8 @@ def factor_arrays(shape: tuple[int, int], dtype=np.float32) -> tuple[tuple, tupl
     float32 unless the couplings are so much larger than the mass that a factor's rounding
     perturbs the line's matrix by more than its mass (see :mod:`.system`)."""
     H, W = shape
-    rows = (np.empty((H, W), dtype), np.empty((H, W), dtype))
-    cols = (np.zeros((2, H, (W + 1) // 2), dtype), np.zeros((2, H, (W + 1) // 2), dtype))
+    rows = (workspace.empty((H, W), dtype), workspace.empty((H, W), dtype))
+    cols = (workspace.zeros((2, H, (W + 1) // 2), dtype), workspace.zeros((2, H, (W + 1) // 2), dtype))
     return rows, cols
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
-from . import lines, stencil, transfer, vectors
+from . import lines, stencil, transfer, vectors, workspace
 from .plateaus import Plateaus
 
 COARSEST = 256  # unknowns solved directly at the bottom of the hierarchy
@@ -78,7 +78,7 @@ class Level:
         """A work array kept between cycles (the level's shape unless ``shape`` is given)."""
         buf = self.work.get(name)
         if buf is None:
-            buf = self.work[name] = np.empty(shape or self.shape, dtype)
+            buf = self.work[name] = workspace.empty(shape or self.shape, dtype)
         return buf
 
 
@@ -114,9 +114,9 @@ class Hierarchy:
             Hc, Wc = transfer.coarse_shape(H, W)
             if (Hc, Wc) == (H, W):
                 break
-            level.pw = np.empty((4, H, W), np.float32)
+            level.pw = workspace.empty((4, H, W), np.float32)
             transfer.interpolation_weights(*level.op, level.pw)
-            arrays = [np.empty((Hc, Wc), np.float32) for _ in range(5)]
+            arrays = [workspace.empty((Hc, Wc), np.float32) for _ in range(5)]
             transfer.galerkin(*level.op, level.pw, *arrays)
             level = Level(*arrays, dtype=fine.dtype)
             self.levels.append(level)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from . import workspace
 from .stencil import _NJ, apply_row
 
 STRONG = 0.5  # a coupling is strong above this fraction of lam / eps (the largest weight)
@@ -218,9 +219,10 @@ class Plateaus:
     def __init__(self, cn: np.ndarray, cw: np.ndarray, strong: float):
         self.cn, self.cw = cn, cw
         itype = np.int32 if cn.size < 2**31 else np.int64
-        self.labels = np.empty(cn.shape, itype)
-        self.count = int(_label(cn, cw, float(strong), self.labels, np.empty(cn.size, itype),
-                                nb.get_num_threads()))
+        self.labels = workspace.empty(cn.shape, itype)
+        parent = workspace.empty(cn.size, itype)
+        self.count = int(_label(cn, cw, float(strong), self.labels, parent, nb.get_num_threads()))
+        workspace.give_back(parent)
         self.diag = np.empty(self.count)
         self._parts = np.empty((min(nb.get_num_threads(), MAX_PARTS), self.count))
         _galerkin_diagonal(cn, cw, self.labels, self._parts, self.diag)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import stencil, vectors
+from . import stencil, vectors, workspace
 from .multigrid import Hierarchy, Level
 from .plateaus import STRONG, Plateaus
 from .weights import edge_weights
@@ -13,8 +13,8 @@ from .weights import edge_weights
 def weight_arrays(image: np.ndarray, lam: float, alpha: float, eps: float,
                   delta: float) -> tuple[np.ndarray, np.ndarray]:
     """Couplings to the north and west neighbours, shape (H, W), float32."""
-    cn = np.empty(image.shape, np.float32)
-    cw = np.empty(image.shape, np.float32)
+    cn = workspace.empty(image.shape, np.float32)
+    cw = workspace.empty(image.shape, np.float32)
     edge_weights(image, float(lam), float(alpha), float(eps), float(delta), cn, cw)
     return cn, cw
 
@@ -83,7 +83,7 @@ class CpuSystem:
         return self.hierarchy.flexible
 
     def zeros(self, precise: bool = False) -> np.ndarray:
-        return np.zeros(self.b.shape, np.float64 if precise else self.dtype)
+        return workspace.zeros(self.b.shape, np.float64 if precise else self.dtype)
 
     def matvec_dot(self, p: np.ndarray, q: np.ndarray) -> float:
         return stencil.apply_dot(p, *self._op, q)

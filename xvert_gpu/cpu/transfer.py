@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from . import workspace
 from .stencil import _NJ, apply_row, chunks, diagonal, neighbours
 
 
@@ -168,9 +169,10 @@ def galerkin(mass, cn, cw, cnw, cne, pw, mc, cnc, cwc, cnwc, cnec):
     entry by entry. The mass is the row sum ``P^T A (P 1)`` in difference
     form, with ``P 1`` summed in float32; ``kernels/transfer.cu`` does the same.
     """
-    p1 = np.empty(cn.shape, np.float32)
+    p1 = workspace.empty(cn.shape, np.float32)
     _row_sums(pw, p1)
     _galerkin(mass, cn, cw, cnw, cne, pw, p1, mc, cnc, cwc, cnwc, cnec)
+    workspace.give_back(p1)
 
 
 @nb.njit(inline="always", **_NJ)

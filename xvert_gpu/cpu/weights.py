@@ -7,6 +7,7 @@ import math
 import numba as nb
 import numpy as np
 
+from . import workspace
 from .stencil import _NJ
 
 
@@ -42,6 +43,7 @@ def edge_weights(img: np.ndarray, lam: float, alpha: float, eps: float, delta: f
 
     ``w = lam / (|l_i - l_j|^alpha + eps)`` with ``l = log(img + delta)``.
     """
-    lum = np.empty(img.shape)
+    lum = workspace.empty(img.shape)
     _log_luminance(img, float(delta), lum)
     _edge_weights(lum, float(lam), float(alpha), float(eps), cn, cw)
+    workspace.give_back(lum)
