@@ -272,3 +272,23 @@ def test_krylov_visits_of_a_zero_right_hand_side_are_zero(nine):
     u = np.full_like(f, np.nan)
     h._krylov_visits(1, f, u)
     assert not np.isnan(u).any() and np.abs(u).max() == 0.0
+
+
+def test_vectorised_log_and_exp_of_the_weights_are_within_an_ulp():
+    """``cpu/weights.py`` evaluates log and exp itself (fdlibm's, in loops LLVM vectorises)."""
+    from xvert_gpu.cpu import weights
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([np.exp(rng.uniform(-700, 700, 20000)),
+                        [1.0, 2.0, 0.5, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 2), 1e-4,
+                         1 + 2e-16, 1 - 1e-16, 2.2250738585072014e-308, 1.7e308]])
+    out = np.empty_like(v)
+    weights._log_into(v, out)
+    want = np.log(v)
+    assert np.all(np.abs(out - want) <= np.spacing(np.abs(want)) + 1e-300)
+    y = np.concatenate([rng.uniform(-700, 700, 20000), [0.0, 1e-300, -1e-12, 0.5, -0.5, 700.0]])
+    got = np.empty_like(y)
+    weights._exp_into(y, got)
+    np.testing.assert_allclose(got, np.exp(y), rtol=4.5e-16)
+    weights._exp_into(np.array([-1e4, 1e4]), got[:2])  # clipped to +-700
+    np.testing.assert_allclose(got[:2], np.exp([-700.0, 700.0]), rtol=4.5e-16)
