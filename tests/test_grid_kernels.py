@@ -292,3 +292,26 @@ def test_vectorised_log_and_exp_of_the_weights_are_within_an_ulp():
     np.testing.assert_allclose(got, np.exp(y), rtol=4.5e-16)
     weights._exp_into(np.array([-1e4, 1e4]), got[:2])  # clipped to +-700
     np.testing.assert_allclose(got[:2], np.exp([-700.0, 700.0]), rtol=4.5e-16)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (3, 5), (16, 16), (13, 7)])
+@pytest.mark.parametrize("nine", [False, True])
+def test_coarsest_cholesky_solve_matches_dense_solve(shape, nine):
+    from xvert_gpu.cpu import multigrid
+
+    A = _dense(_operator(shape, nine, 7))
+    L = np.empty_like(A)
+    assert multigrid._cholesky(A, L)
+    np.testing.assert_allclose(L @ L.T, A, rtol=1e-12, atol=1e-12 * np.abs(A).max())
+    f = np.random.default_rng(8).random(shape).astype(np.float32)
+    u = np.empty(shape, np.float32)
+    multigrid._cholesky_solve(L, f, u)
+    want = np.linalg.solve(A, f.ravel().astype(np.float64)).reshape(shape)
+    np.testing.assert_allclose(u, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def test_cholesky_refuses_a_matrix_that_is_not_positive_definite():
+    from xvert_gpu.cpu import multigrid
+
+    A = np.array([[1.0, 2.0], [2.0, 1.0]])
+    assert not multigrid._cholesky(A, np.empty_like(A))
