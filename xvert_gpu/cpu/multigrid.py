@@ -158,8 +158,7 @@ class Hierarchy:
         fc = coarse.buffer("f", coarse.dtype)
         uc = coarse.buffer("u", coarse.dtype)
         # pre-smoothing ends with exact solves of the odd columns: their residual is zero
-        transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc,
-                                                level.buffer("r", shape=(level.shape[0], fc.shape[1])))
+        transfer.restrict_residual_even_columns(f, u, *level.op, level.pw, fc)
         if visits == 2 and self.kcycle:
             self._krylov_visits(k + 1, fc, uc)
         else:
