@@ -315,3 +315,21 @@ def test_cholesky_refuses_a_matrix_that_is_not_positive_definite():
 
     A = np.array([[1.0, 2.0], [2.0, 1.0]])
     assert not multigrid._cholesky(A, np.empty_like(A))
+
+
+def test_hierarchy_falls_back_to_the_inverse_when_the_factor_fails(monkeypatch):
+    """Near the 1e13 limit of lam / eps rounding may leave a Cholesky pivot non-positive; the
+    coarsest solve then takes the dense inverse instead of failing."""
+    from xvert_gpu.cpu import multigrid
+    from xvert_gpu.cpu.system import CpuSystem
+
+    x = np.random.default_rng(9).random((40, 37)).astype(np.float32)
+    r = np.random.default_rng(10).random(x.shape).astype(np.float32)
+    want = np.empty_like(r)
+    CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4).precondition(r, want)
+    monkeypatch.setattr(multigrid, "_cholesky", lambda A, L: False)
+    system = CpuSystem(x, 1.0, 1.2, 1e-4, 1e-4)
+    assert system.hierarchy._coarse_inv is not None
+    got = np.empty_like(r)
+    system.precondition(r, got)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())

@@ -123,8 +123,11 @@ class Hierarchy:
             self.levels.append(level)
         A = transfer.dense_matrix(*level.op)
         self._coarse = np.empty_like(A)
+        self._coarse_inv = None
         if not _cholesky(A, self._coarse):
-            raise np.linalg.LinAlgError("the coarsest operator is not positive definite")
+            # rounding made a pivot non-positive (couplings near the 1e13 limit): the inverse,
+            # as before the factor; slower (OpenBLAS), but only in such extreme systems
+            self._coarse_inv = np.linalg.inv(A)
 
     def apply(self, r: np.ndarray, z: np.ndarray) -> None:
         """z = B r, with B the cycle's approximation of A^-1."""
@@ -143,7 +146,10 @@ class Hierarchy:
         """u = the level-k cycle's approximation of A_k^-1 f; ``zero=False`` improves u instead."""
         level = self.levels[k]
         if level.pw is None:
-            _cholesky_solve(self._coarse, f, u)
+            if self._coarse_inv is None:
+                _cholesky_solve(self._coarse, f, u)
+            else:
+                u[...] = (self._coarse_inv @ f.ravel()).reshape(u.shape)
             return
         sweeps, visits = cycle_shape(k)
         pre = _PAIRS * sweeps
