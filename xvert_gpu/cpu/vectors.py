@@ -1,4 +1,5 @@
-"""Fused PCG vector updates; every dot product accumulates in float64."""
+"""Fused PCG vector updates; every dot product accumulates in float64 (reassociated, in SIMD
+lanes: see :func:`.stencil.row_dot`)."""
 
 from __future__ import annotations
 
