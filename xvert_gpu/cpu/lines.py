@@ -131,9 +131,8 @@ def _diagonal_segment(mass, cn, cw, cnw, cne, y, x0, x1, out):
     o = out[xa - x0:xb - x0]
     north = y > 0
     south = y + 1 < H
-    m = cn[y, xa:xb]  # any row of the right length: replaced by the mass below
-    cs = cn[y + 1, xa:xb] if south else m
     c0 = cn[y, xa:xb]
+    cs = cn[y + 1, xa:xb] if south else c0  # c0 stands in where there is no row below: unread
     if mass is None:
         for j in range(n):
             o[j] = 1.0

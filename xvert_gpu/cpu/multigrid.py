@@ -75,11 +75,11 @@ class Level:
     def op(self) -> tuple:
         return self.mass, self.cn, self.cw, self.cnw, self.cne
 
-    def buffer(self, name: str, dtype=np.float64, shape: tuple | None = None) -> np.ndarray:
-        """A work array kept between cycles (the level's shape unless ``shape`` is given)."""
+    def buffer(self, name: str, dtype=np.float64) -> np.ndarray:
+        """A work array of the level's shape, kept between cycles."""
         buf = self.work.get(name)
         if buf is None:
-            buf = self.work[name] = workspace.empty(shape or self.shape, dtype)
+            buf = self.work[name] = workspace.empty(self.shape, dtype)
         return buf
 
 

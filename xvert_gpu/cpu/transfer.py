@@ -110,18 +110,6 @@ def restrict(r, pw, rc):
             rc[I, J] = acc
 
 
-def restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, pw, rc):
-    """rc = P^T (f - A u), where the residual is known to vanish on odd columns.
-
-    After a zebra sweep that ends with exact solves of the odd columns, only the
-    even columns carry a residual. Each coarse row sums three fine rows of it,
-    formed in float64 in a rolling three-row buffer: every fine row once (twice
-    at the seams between threads), none stored: bit-identical to forming the
-    residual image first, and one float32 image's worth less memory at 2048^2.
-    """
-    _restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, pw, rc)
-
-
 @nb.njit(inline="always", **_NJ)
 def _even_residual(f, u, mass, cn, cw, cnw, cne, y, row, out):
     """out[J] = (f - A u)[y, 2J] in float64 (``row``: scratch of the whole row)."""
@@ -132,7 +120,15 @@ def _even_residual(f, u, mass, cn, cw, cnw, cne, y, row, out):
 
 
 @nb.njit(parallel=True, **_NJ)
-def _restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, pw, rc):
+def restrict_residual_even_columns(f, u, mass, cn, cw, cnw, cne, pw, rc):
+    """rc = P^T (f - A u), where the residual is known to vanish on odd columns.
+
+    After a zebra sweep that ends with exact solves of the odd columns, only the
+    even columns carry a residual. Each coarse row sums three fine rows of it,
+    formed in float64 in a rolling three-row buffer: every fine row once (twice
+    at the seams between threads), none stored: bit-identical to forming the
+    residual image first, and one float32 image's worth less memory at 2048^2.
+    """
     H, W = u.shape
     Hc, Wc = rc.shape
     T = chunks(Hc)

@@ -236,7 +236,6 @@ def _read_dicom(path, preamble: bool = True) -> Radiograph:
                       inverted=inverted, info=info)
 
 
-
 def _ds_number(value, default: float) -> float:
     """A numeric attribute as a float: ``default`` where absent or empty, NaN where it is not
     one number (text, several values)."""
